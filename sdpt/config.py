@@ -1,0 +1,75 @@
+"""Dataclass configs for prompt methods and tuning, with JSON round-trip."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field and what is allowed."""
+
+
+@dataclass
+class SDPTConfig:
+    """SDPT (Zhou, Wu et al., ECCV 2024): unified prototype tokens in the fusion attention space."""
+
+    num_tokens: int = field(default=10, metadata={"help": "prototype tokens per set"})
+    layers: list[int] | None = field(default=None, metadata={"help": "fusion layers to prompt (None = all)"})
+    shared: bool = field(default=False, metadata={"help": "one prototype set for all prompted layers"})
+    init: str = field(default="uniform", metadata={"help": "'uniform' (U(-s, s), as released) or 'normal' (N(0, s))"})
+    init_scale: float = field(default=1.0, metadata={"help": "s in the init above"})
+    gate_init: float = field(default=-10.0, metadata={
+        "help": "learnable logit offset on every prompt attention score, per layer; very negative = the prompted "
+                "model starts as the zero-shot model (-6 was measured to still flip the encoder's top-k choice)"})
+    gate_lr_scale: float = field(default=10.0, metadata={
+        "help": "gates learn this many times faster than the prototypes, so they can open within a short tune"})
+    image_sees_text_prompts: bool = field(default=True, metadata={
+        "help": "False masks the text-side prototypes for image queries, as the released GLIP code does"})
+
+    def validate(self, num_fusion_layers: int) -> None:
+        if self.num_tokens < 1:
+            raise ConfigError(f"num_tokens must be at least 1, got {self.num_tokens}")
+        if self.init not in ("uniform", "normal"):
+            raise ConfigError(f"init must be 'uniform' or 'normal', got {self.init!r}")
+        for layer in self.layers or []:
+            if not -num_fusion_layers <= layer < num_fusion_layers:
+                raise ConfigError(f"layer {layer} does not exist; the model has fusion layers 0..{num_fusion_layers - 1}")
+        if self.layers is not None and not self.layers:
+            raise ConfigError("layers is empty; give at least one fusion layer or None for all")
+
+
+@dataclass
+class TrainConfig:
+    """How a prompt is tuned."""
+
+    steps: int = field(default=200, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=2, metadata={"help": "images per step"})
+    lr: float = field(default=2e-2, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=10, metadata={"help": "linear warm-up steps, then cosine decay to 0"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
+    seed: int = field(default=0, metadata={"help": "seed for init, batching and order"})
+    amp: bool = field(default=True, metadata={"help": "bfloat16 autocast on CUDA (ignored on CPU)"})
+    aux_loss: bool = field(default=True, metadata={"help": "also supervise every decoder layer"})
+    encoder_loss: bool = field(default=False, metadata={"help": "also supervise the encoder's top-k proposals"})
+    cache: bool = field(default=True, metadata={"help": "cache the prompt-independent prefix per batch"})
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, values: dict):
+    """Build `cls` from a dict, refusing unknown keys with a message that lists the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}; known fields: {sorted(known)}")
+    return cls(**values)

@@ -1,0 +1,153 @@
+"""Prompt injection into the fusion layers' bi-directional cross-attention (`GroundingDinoBiMultiHeadAttention`).
+
+`fusion_attention` re-states that attention so extra tokens can be appended to both token streams, with an
+optional logit offset (gate) on their attention scores, and cut off again before the residual update. With no
+prompts it computes exactly what transformers computes (tested bit-for-bit).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class FusionPrompts:
+    """Tokens appended to one fusion layer's inputs.
+
+    vision: (N, vision_dim) tokens in the image stream (keys/values for text queries).
+    text: (N, text_dim) tokens in the text stream (keys/values for image queries).
+    gate: scalar added to every attention logit that involves a prompt token; very negative = prompts silent.
+    image_sees_text_prompts: False reproduces the released SDPT code, which masks the text-side prompts
+        for image queries (so only text tokens look at prompts).
+    """
+
+    vision: torch.Tensor | None
+    text: torch.Tensor | None
+    gate: torch.Tensor | None = None
+    image_sees_text_prompts: bool = True
+
+
+def _split_heads(attn, states: torch.Tensor, batch_size: int) -> torch.Tensor:
+    # (B, L, E) -> (B * heads, L, head_dim)
+    states = states.view(batch_size, -1, attn.num_heads, attn.head_dim).transpose(1, 2)
+    return states.reshape(batch_size * attn.num_heads, -1, attn.head_dim)
+
+
+def _merge_heads(attn, states: torch.Tensor, batch_size: int, length: int) -> torch.Tensor:
+    states = states.view(batch_size, attn.num_heads, length, attn.head_dim).transpose(1, 2)
+    return states.reshape(batch_size, length, attn.embed_dim)
+
+
+def _append(features, mask, prompts: torch.Tensor | None, mask_value: bool):
+    if prompts is None or prompts.shape[0] == 0:
+        return features, mask, 0
+    batch_size, count = features.shape[0], prompts.shape[0]
+    tokens = prompts.to(features.dtype).unsqueeze(0).expand(batch_size, -1, -1)
+    features = torch.cat([features, tokens], dim=1)
+    if mask is not None:
+        extra = torch.full((batch_size, count), mask_value, dtype=mask.dtype, device=mask.device)
+        mask = torch.cat([mask, extra], dim=1)
+    return features, mask, count
+
+
+def fusion_attention(attn, vision_features, text_features, vision_attention_mask=None, text_attention_mask=None,
+                     prompts: FusionPrompts | None = None):
+    """The bi-attention of `attn` over image and text tokens, with `prompts` appended to both streams.
+
+    Masks use True = padding, as in transformers. Returns ((vision_out, vision_weights), (text_out, text_weights))
+    with the prompt positions removed, the same shapes as the unprompted module.
+    """
+    batch_size, num_vision, _ = vision_features.shape
+    num_text = text_features.shape[1]
+    if prompts is not None:
+        if text_attention_mask is None:
+            text_attention_mask = torch.zeros(batch_size, num_text, dtype=torch.bool, device=text_features.device)
+        vision_features, vision_attention_mask, n_vision = _append(
+            vision_features, vision_attention_mask, prompts.vision, False)
+        # Padding-masked text prompts are invisible to image queries (the released code's behaviour).
+        text_features, text_attention_mask, n_text = _append(
+            text_features, text_attention_mask, prompts.text, not prompts.image_sees_text_prompts)
+    else:
+        n_vision = n_text = 0
+
+    query = _split_heads(attn, attn.vision_proj(vision_features) * attn.scale, batch_size)
+    key = _split_heads(attn, attn.text_proj(text_features), batch_size)
+    vision_values = _split_heads(attn, attn.values_vision_proj(vision_features), batch_size)
+    text_values = _split_heads(attn, attn.values_text_proj(text_features), batch_size)
+
+    scores = torch.bmm(query, key.transpose(1, 2))  # (B*heads, vision tokens, text tokens)
+    if prompts is not None and prompts.gate is not None:
+        # Count of prompt tokens involved in each score (0, 1 or 2), times the gate.
+        is_prompt_row = (torch.arange(scores.shape[1], device=scores.device) >= num_vision).to(scores.dtype)
+        is_prompt_col = (torch.arange(scores.shape[2], device=scores.device) >= num_text).to(scores.dtype)
+        scores = scores + prompts.gate.to(scores.dtype) * (is_prompt_row[:, None] + is_prompt_col[None, :])
+    # From here on, the same numerics as transformers' GroundingDinoBiMultiHeadAttention.
+    scores = scores - scores.max()
+    scores = torch.clamp(scores, min=-50000, max=50000)
+    text_scores = scores.transpose(1, 2)
+    text_scores = text_scores - torch.max(text_scores, dim=-1, keepdim=True)[0]
+    text_scores = torch.clamp(text_scores, min=-50000, max=50000)
+    if vision_attention_mask is not None:
+        mask = vision_attention_mask[:, None, None, :].repeat(1, attn.num_heads, 1, 1).flatten(0, 1)
+        text_scores = text_scores.masked_fill(mask, float("-inf"))
+    text_weights = text_scores.softmax(dim=-1)
+    if text_attention_mask is not None:
+        mask = text_attention_mask[:, None, None, :].repeat(1, attn.num_heads, 1, 1).flatten(0, 1)
+        scores = scores.masked_fill(mask, float("-inf"))
+    vision_weights = scores.softmax(dim=-1)
+
+    vision_probs = F.dropout(vision_weights, p=attn.dropout, training=attn.training)
+    text_probs = F.dropout(text_weights, p=attn.dropout, training=attn.training)
+    vision_out = torch.bmm(vision_probs, text_values)
+    text_out = torch.bmm(text_probs, vision_values)
+
+    total_vision, total_text = num_vision + n_vision, num_text + n_text
+    vision_out = attn.out_vision_proj(_merge_heads(attn, vision_out, batch_size, total_vision))
+    text_out = attn.out_text_proj(_merge_heads(attn, text_out, batch_size, total_text))
+    # Weights keep transformers' (batch * heads, queries, keys) layout.
+    return (
+        (vision_out[:, :num_vision], vision_weights[:, :num_vision, :num_text]),
+        (text_out[:, :num_text], text_weights[:, :num_text, :num_vision]),
+    )
+
+
+class FusionPromptInjector:
+    """Routes chosen fusion layers through `fusion_attention` with prompts from `prompts_for(layer_index)`.
+
+    `attach()` replaces the forward of those attention modules only; `detach()` gives them back untouched, so a
+    detached detector is exactly the plain model.
+    """
+
+    def __init__(self, detector, layer_indices: list[int], prompts_for: Callable[[int], FusionPrompts | None]):
+        self.detector = detector
+        self.layer_indices = list(layer_indices)
+        self.prompts_for = prompts_for
+        self.attached = False
+
+    def attach(self) -> None:
+        if self.attached:
+            return
+        layers = self.detector.fusion_layers
+        for index in self.layer_indices:
+            attn = layers[index]
+            if "forward" in attn.__dict__:
+                raise RuntimeError(f"fusion layer {index} already has a prompt attached; detach it first")
+            attn.forward = self._forward_for(attn, index)
+        self.attached = True
+
+    def detach(self) -> None:
+        if not self.attached:
+            return
+        layers = self.detector.fusion_layers
+        for index in self.layer_indices:
+            layers[index].__dict__.pop("forward", None)
+        self.attached = False
+
+    def _forward_for(self, attn, index: int):
+        def forward(vision_features, text_features, vision_attention_mask=None, text_attention_mask=None):
+            return fusion_attention(attn, vision_features, text_features, vision_attention_mask,
+                                    text_attention_mask, prompts=self.prompts_for(index))
+        return forward

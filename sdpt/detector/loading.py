@@ -1,0 +1,193 @@
+"""Loading a Grounding DINO-family detector (hub id, local directory or `tiny-random`) into a frozen `Detector`."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
+TINY_RANDOM = "tiny-random"
+
+# Grounding DINO hard-codes these token ids ([PAD], [CLS], [SEP], ".", "?"); a tokenizer must keep them.
+_SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says what to do instead."""
+
+
+@dataclass
+class Detector:
+    """A frozen detector in eval mode, its processor, where it came from, and the device it runs on."""
+
+    model: nn.Module
+    processor: object
+    model_id: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def fusion_layers(self) -> list[nn.Module]:
+        """The bi-directional cross-attention module of each encoder layer (`GroundingDinoBiMultiHeadAttention`)."""
+        return [layer.fusion_layer.attn for layer in self.model.model.encoder.layers]
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def image_processor(self):
+        return self.processor.image_processor
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the fusion projections (the weights SDPT's pseudo-inverses are taken from) and the config shape.
+
+        Two detectors with equal fingerprints give identical inverse projections, so a prompt moves between them.
+        """
+        digest = hashlib.sha256()
+        cfg = self.config
+        digest.update(f"{cfg.model_type}:{cfg.d_model}:{cfg.encoder_layers}:{cfg.encoder_ffn_dim}".encode())
+        for attn in self.fusion_layers:
+            for linear in (attn.vision_proj, attn.text_proj):
+                for tensor in (linear.weight, linear.bias):
+                    digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def freeze(self) -> "Detector":
+        """Freeze every weight and switch to eval mode (drop-path and dropout off), as prompt tuning needs."""
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.model.eval()
+        return self
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.processor.save_pretrained(directory)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_detector(model_id: str = DEFAULT_MODEL, device: str | torch.device | None = None) -> Detector:
+    """Load `model_id` (hub id, local `save_pretrained` directory, or `tiny-random`), frozen, on `device`."""
+    device = torch.device(device) if device is not None else default_device()
+    if model_id == TINY_RANDOM:
+        detector = build_tiny_random()
+    else:
+        detector = _load_pretrained(model_id)
+    detector.model.to(device)
+    logger.info("loaded %s (%d parameters) on %s", model_id, detector.parameter_count(), device)
+    return detector.freeze()
+
+
+def _load_pretrained(model_id: str) -> Detector:
+    from transformers import AutoConfig, AutoProcessor, GroundingDinoForObjectDetection
+    from transformers import MMGroundingDinoForObjectDetection
+
+    local = Path(model_id).is_dir()
+    if not local and (model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1)):
+        raise ModelLoadError(f"model directory '{model_id}' does not exist")
+    try:
+        config = AutoConfig.from_pretrained(model_id, local_files_only=local)
+    except (OSError, ValueError) as error:
+        where = "local directory" if local else "Hugging Face hub"
+        raise ModelLoadError(
+            f"could not load model '{model_id}' from the {where} ({type(error).__name__}); if you are offline, "
+            f"use --model {TINY_RANDOM} or a local directory written by save_pretrained"
+        ) from error
+    classes = {"grounding-dino": GroundingDinoForObjectDetection, "mm-grounding-dino": MMGroundingDinoForObjectDetection}
+    if config.model_type not in classes:
+        raise ModelLoadError(
+            f"model '{model_id}' is a '{config.model_type}'; SDPT needs a fusion detector "
+            f"({', '.join(classes)}), e.g. {DEFAULT_MODEL}"
+        )
+    model = classes[config.model_type].from_pretrained(model_id, local_files_only=local)
+    processor = AutoProcessor.from_pretrained(model_id, local_files_only=local)
+    return Detector(model=model, processor=processor, model_id=model_id)
+
+
+def tiny_vocab() -> dict[str, int]:
+    """A small WordPiece vocabulary that spells any lower-case ASCII word and keeps Grounding DINO's special ids."""
+    pieces = list("abcdefghijklmnopqrstuvwxyz0123456789") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += list("-_,;:!'\"()/&+") + ["a", "the", "of", "and"]
+    vocab: dict[str, int] = {}
+    next_id = 1
+    for piece in dict.fromkeys(pieces):
+        while next_id in _SPECIAL_IDS.values():
+            next_id += 1
+        if piece not in _SPECIAL_IDS:
+            vocab[piece] = next_id
+            next_id += 1
+    vocab.update(_SPECIAL_IDS)
+    # Fill the gaps so ids are dense up to the largest special id (BERT's embedding needs vocab_size > max id).
+    used = set(vocab.values())
+    for filler in range(max(used) + 1):
+        if filler not in used:
+            vocab[f"[unused{filler}]"] = filler
+    return vocab
+
+
+def tiny_config():
+    """A Grounding DINO configuration a few hundred KB in size, for tests and smoke runs."""
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+
+    backbone = SwinConfig(
+        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=4, out_indices=[2, 3, 4]
+    )
+    text = BertConfig(
+        vocab_size=max(tiny_vocab().values()) + 1, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    return GroundingDinoConfig(
+        backbone_config=backbone, text_config=text, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=4, decoder_attention_heads=4,
+        num_queries=30, encoder_n_points=2, decoder_n_points=2,
+    )
+
+
+def tiny_processor(shortest_edge: int = 128, longest_edge: int = 192):
+    from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
+
+    tokenizer = BertTokenizer(vocab=tiny_vocab(), do_lower_case=True)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": shortest_edge, "longest_edge": longest_edge})
+    return GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def build_tiny_random(seed: int = 0) -> Detector:
+    """A small random Grounding DINO whose fusion actually acts.
+
+    Random init leaves fusion layer-scales at 1e-4 and the last box layers at zero, so prompts could not change
+    anything; here the layer-scales are 1 and the box layers small random, so prompt effects are visible.
+    """
+    from transformers import GroundingDinoForObjectDetection
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = GroundingDinoForObjectDetection(tiny_config())
+        with torch.no_grad():
+            for layer in model.model.encoder.layers:
+                layer.fusion_layer.vision_param.fill_(1.0)
+                layer.fusion_layer.text_param.fill_(1.0)
+            for head in list(model.bbox_embed) + [model.model.encoder_output_bbox_embed]:
+                nn.init.normal_(head.layers[-1].weight, std=0.05)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return Detector(model=model, processor=tiny_processor(), model_id=TINY_RANDOM)

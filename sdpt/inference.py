@@ -1,0 +1,79 @@
+"""Detection with or without a prompt: class lists split over prompts, results merged per image."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+
+from sdpt.data import load_image
+from sdpt.detector import Detections, PrefixCache, decode_detections, encode_batch, split_class_names
+from sdpt.methods import PromptMethod
+
+logger = logging.getLogger(__name__)
+
+
+def _as_images(images: Sequence) -> list[Image.Image]:
+    return [image if isinstance(image, Image.Image) else load_image(Path(image)) for image in images]
+
+
+def _merge(parts: list[Detections], chunks: list[list[int]], class_names: list[str], top_k: int) -> Detections:
+    boxes = torch.cat([p.boxes for p in parts])
+    scores = torch.cat([p.scores for p in parts])
+    classes = torch.cat([torch.tensor(chunk, dtype=torch.long)[p.classes] for p, chunk in zip(parts, chunks)])
+    order = scores.argsort(descending=True)[:top_k]
+    return Detections(boxes[order], classes[order], scores[order], list(class_names))
+
+
+@torch.no_grad()
+def detect_many(detector, images: Sequence, class_names: list[str], prompts: Sequence[PromptMethod | None],
+                threshold: float = 0.3, top_k: int = 100, batch_size: int = 4,
+                on_batch: Callable[[int, int], None] | None = None) -> list[list[Detections]]:
+    """Detections of every image for each entry of `prompts` (None = zero-shot), sharing prompt-independent work.
+
+    Returns one list per prompt, each with one `Detections` per image.
+    """
+    detector.model.eval()
+    chunks = split_class_names(detector.tokenizer, class_names, detector.config.max_text_len)
+    first_layer = min([p.first_prompted_layer for p in prompts if p is not None], default=0)
+    text_free = not any(p.prompts_text_backbone for p in prompts if p is not None)
+    results: list[list[Detections]] = [[] for _ in prompts]
+    for start in range(0, len(images), batch_size):
+        pictures = _as_images(images[start:start + batch_size])
+        # The cache lives for one batch: each prompt (and each class chunk) reuses the backbones' work.
+        cache = PrefixCache(detector, first_layer, cache_text=text_free) if len(prompts) > 1 or len(chunks) > 1 else None
+        per_prompt = [[[] for _ in pictures] for _ in prompts]
+        for chunk in chunks:
+            names = [class_names[i] for i in chunk]
+            batch = encode_batch(detector, pictures, [names] * len(pictures))
+            for k, prompt in enumerate(prompts):
+                with contextlib.ExitStack() as stack:
+                    if cache is not None:
+                        stack.enter_context(cache.replay(batch.inputs))
+                    if prompt is not None:
+                        stack.enter_context(prompt)
+                    outputs = detector.model(**batch.inputs)
+                for i, found in enumerate(decode_detections(outputs.logits, outputs.pred_boxes, batch,
+                                                            threshold=threshold, top_k=top_k)):
+                    per_prompt[k][i].append(found)
+        for k in range(len(prompts)):
+            results[k] += [_merge(parts, chunks, class_names, top_k) for parts in per_prompt[k]]
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(images)), len(images))
+    return results
+
+
+def detect(detector, images: Sequence, class_names: list[str], prompt: PromptMethod | None = None,
+           threshold: float = 0.3, top_k: int = 100, batch_size: int = 4) -> list[Detections]:
+    """Boxes (pixel xyxy), class names and scores for each image; `prompt=None` is the zero-shot detector."""
+    return detect_many(detector, images, class_names, [prompt], threshold, top_k, batch_size)[0]
+
+
+def detect_both(detector, images: Sequence, class_names: list[str], prompt: PromptMethod,
+                threshold: float = 0.3, top_k: int = 100, batch_size: int = 4):
+    """(zero-shot, prompted) detections in one call that computes the prompt-independent prefix once."""
+    zero_shot, prompted = detect_many(detector, images, class_names, [None, prompt], threshold, top_k, batch_size)
+    return zero_shot, prompted

@@ -1,0 +1,55 @@
+"""What every prompt method is: a small module holding all trainable tensors, attached to a frozen detector."""
+from __future__ import annotations
+
+from torch import nn
+
+
+class PromptMethod(nn.Module):
+    """Base class for prompt methods.
+
+    A method is built for one detector (it may read frozen weights from it, e.g. projections to invert), holds
+    every trainable tensor as a parameter and every derived frozen tensor as a non-persistent buffer, and acts
+    on the detector only between `attach()` and `detach()`.
+    """
+
+    name: str = ""
+    config_class: type = object
+
+    def __init__(self, config, detector):
+        super().__init__()
+        self.config = config
+        self.detector = detector
+
+    @property
+    def first_prompted_layer(self) -> int:
+        """Encoder layers before this index do not depend on the prompt (they can be cached)."""
+        return 0
+
+    @property
+    def prompts_text_backbone(self) -> bool:
+        """True when the text backbone's output depends on the prompt (it cannot be cached)."""
+        return False
+
+    def attach(self) -> None:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        raise NotImplementedError
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups; methods override this to give some tensors their own learning rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def trainable_fraction(self) -> float:
+        """Trainable parameters as a fraction of the detector's parameters."""
+        return self.trainable_parameters() / self.detector.parameter_count()
+
+    def __enter__(self):
+        self.attach()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.detach()

@@ -1,0 +1,87 @@
+"""Prompt files: a directory with `prompt_config.json` and `prompt.safetensors` (trainable tensors only)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sdpt.config import ConfigError, to_dict
+from sdpt.methods import METHODS, PromptMethod, build_method
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "prompt_config.json"
+WEIGHTS_NAME = "prompt.safetensors"
+FORMAT_VERSION = 1
+
+
+class PromptFileError(ValueError):
+    """A prompt directory that cannot be loaded (missing, malformed, or made for another base model)."""
+
+
+def save_prompt(prompt: PromptMethod, directory: str | Path, class_names: list[str], extra: dict | None = None) -> Path:
+    """Write the prompt's config (method, options, classes, base model and its fingerprint) and tensors."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    detector = prompt.detector
+    config = {
+        "format_version": FORMAT_VERSION,
+        "method": prompt.name,
+        "options": to_dict(prompt.config),
+        "class_names": list(class_names),
+        "base_model": detector.model_id,
+        "base_fingerprint": detector.fingerprint(),
+        "trainable_parameters": prompt.trainable_parameters(),
+        **(extra or {}),
+    }
+    tensors = {name: p.detach().to("cpu").contiguous() for name, p in prompt.named_parameters()}
+    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"method": prompt.name})
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    logger.info("saved %s prompt (%d parameters) to %s", prompt.name, prompt.trainable_parameters(), directory)
+    return directory
+
+
+def read_prompt_config(directory: str | Path) -> dict:
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.is_dir() or not path.is_file():
+        raise PromptFileError(f"'{directory}' is not a prompt directory: it needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PromptFileError(f"{path} is not valid JSON ({error})") from error
+    missing = [k for k in ("method", "options", "class_names", "base_model", "base_fingerprint") if k not in config]
+    if missing:
+        raise PromptFileError(f"{path} is not a prompt config: it lacks {missing}")
+    if config["method"] not in METHODS:
+        raise PromptFileError(f"{path} names method {config['method']!r}; known methods: {sorted(METHODS)}")
+    return config
+
+
+def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:
+    """Rebuild a saved prompt on `detector`; refuse it when the detector is not the base it was tuned on."""
+    directory = Path(directory)
+    config = read_prompt_config(directory)
+    fingerprint = detector.fingerprint()
+    if config["base_fingerprint"] != fingerprint:
+        raise PromptFileError(
+            f"prompt '{directory}' was tuned on base model '{config['base_model']}' (fingerprint "
+            f"{config['base_fingerprint']}), but the loaded model '{detector.model_id}' has fingerprint {fingerprint}; "
+            f"load it with --model {config['base_model']}")
+    try:
+        prompt = build_method(config["method"], detector, config["options"])
+        tensors = load_file(str(directory / WEIGHTS_NAME), device=str(detector.device))
+    except (ConfigError, TypeError) as error:
+        raise PromptFileError(f"{directory / CONFIG_NAME} has invalid options ({error})") from error
+    except (FileNotFoundError, SafetensorError, OSError) as error:
+        raise PromptFileError(f"{directory / WEIGHTS_NAME} cannot be read as safetensors ({error})") from error
+    expected = {name: p.shape for name, p in prompt.named_parameters()}
+    found = {name: t.shape for name, t in tensors.items()}
+    if expected != found:
+        raise PromptFileError(f"{directory / WEIGHTS_NAME} holds tensors {found}, but the config needs {expected}")
+    prompt.load_state_dict(tensors, strict=False)
+    prompt.eval()
+    return prompt, config

@@ -1,0 +1,142 @@
+"""The tuning loop: a frozen detector, a prompt method's parameters, AdamW, callbacks for progress and cancel."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sdpt.config import TrainConfig
+from sdpt.data import DataError, FewShotSet
+from sdpt.detector import EncodedBatch, PrefixCache, detection_loss, encode_batch, split_class_names
+from sdpt.methods import PromptMethod
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    eta_s: float
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TuneResult:
+    prompt: PromptMethod
+    history: list[StepInfo]
+    cancelled: bool
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def training_items(detector, dataset: FewShotSet) -> list[tuple[int, list[int]]]:
+    """(sample index, class indices of its prompt) pairs; class lists too long for one prompt are split, and an
+    image is seen once per chunk that holds one of its classes (or once, with the first chunk, if it has none)."""
+    chunks = split_class_names(detector.tokenizer, dataset.class_names, detector.config.max_text_len)
+    items = []
+    for index, sample in enumerate(dataset.samples):
+        present = set(sample.classes.tolist())
+        chosen = [chunk for chunk in chunks if present & set(chunk)] or [chunks[0]]
+        items += [(index, chunk) for chunk in chosen]
+    return items
+
+
+def _encode_items(detector, dataset: FewShotSet, items, images) -> EncodedBatch:
+    names, targets, pictures = [], [], []
+    for sample_index, chunk in items:
+        sample = dataset.samples[sample_index]
+        position = {cls: k for k, cls in enumerate(chunk)}
+        keep = [i for i, cls in enumerate(sample.classes.tolist()) if cls in position]
+        names.append([dataset.class_names[c] for c in chunk])
+        targets.append({"boxes": sample.boxes[keep], "classes": [position[sample.classes[i].item()] for i in keep]})
+        pictures.append(images[sample_index])
+    return encode_batch(detector, pictures, names, targets)
+
+
+def _schedule(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfig | None = None,
+         on_step: Callable[[StepInfo], None] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> TuneResult:
+    """Train `prompt`'s parameters on `dataset` with the detector frozen; return the prompt and the loss history.
+
+    Batches are drawn once (seeded) and kept for the whole run, their order shuffled each epoch, so the
+    prompt-independent prefix of every batch is computed once and replayed after that.
+    """
+    config = config or TrainConfig()
+    config.validate()
+    if dataset.num_boxes() == 0:
+        raise DataError("the training set has no boxes; label at least one object before tuning")
+    seed_everything(config.seed)
+    detector.freeze()
+    images = [sample.load() for sample in dataset.samples]
+    items = training_items(detector, dataset)
+    order = torch.randperm(len(items)).tolist()
+    batches = [_encode_items(detector, dataset, [items[i] for i in order[s:s + config.batch_size]], images)
+               for s in range(0, len(order), config.batch_size)]
+    cache = None
+    if config.cache:
+        cache = PrefixCache(detector, prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,
+                            max_entries=len(batches))
+    groups = prompt.param_groups(config.lr)
+    parameters = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    use_amp = config.amp and detector.device.type == "cuda"
+    history: list[StepInfo] = []
+    start = time.perf_counter()
+    cancelled = False
+    epoch_order: list[int] = []
+    prompt.train()
+    with prompt:
+        for step in range(config.steps):
+            if should_stop is not None and should_stop():
+                cancelled = True
+                logger.info("tuning cancelled at step %d", step)
+                break
+            if not epoch_order:
+                epoch_order = torch.randperm(len(batches)).tolist()
+            batch = batches[epoch_order.pop()]
+            replay = cache.replay(batch.inputs) if cache is not None else contextlib.nullcontext()
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+            with replay, autocast:
+                outputs = detector.model(**batch.inputs)
+                loss, parts = detection_loss(detector, outputs, batch, aux_loss=config.aux_loss,
+                                             encoder_loss=config.encoder_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            elapsed = time.perf_counter() - start
+            info = StepInfo(step + 1, config.steps, float(loss.detach()), optimizer.param_groups[0]["lr"], elapsed,
+                            elapsed / (step + 1) * (config.steps - step - 1), parts)
+            history.append(info)
+            if on_step is not None:
+                on_step(info)
+    prompt.eval()
+    return TuneResult(prompt, history, cancelled, time.perf_counter() - start)
