@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", required=True, help="directory to write the prompt to")
     tune.add_argument("--lr", type=float, default=None)
     tune.add_argument("--tokens", type=int, default=None, help="prototype tokens per set")
-    tune.add_argument("--layers", default=None, help="fusion layers to prompt: 'all' or e.g. '5' or '4,5'")
+    tune.add_argument("--layers", type=_parse_layers, default=None, help="fusion layers to prompt: 'all' or e.g. '5' or '4,5'")
     tune.add_argument("--shared", action="store_true", help="one prototype set shared by all prompted layers")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--encoder-loss", action="store_true", help="also supervise the encoder's top-k proposals")
@@ -76,7 +76,7 @@ def run_tune(args) -> int:
 
     dataset = load_coco(args.annotations, args.images)
     detector = load_detector(args.model, args.device)
-    options = {"num_tokens": args.tokens, "layers": _parse_layers(args.layers), "shared": args.shared or None}
+    options = {"num_tokens": args.tokens, "layers": args.layers, "shared": args.shared or None}
     prompt = build_method(args.method, detector, {k: v for k, v in options.items() if v is not None})
     logger.info("%s: %d trainable parameters (%.4f%% of %d)", args.method, prompt.trainable_parameters(),
                 100 * prompt.trainable_fraction(), detector.parameter_count())

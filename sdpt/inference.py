@@ -40,11 +40,13 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
     chunks = split_class_names(detector.tokenizer, class_names, detector.config.max_text_len)
     first_layer = min([p.first_prompted_layer for p in prompts if p is not None], default=0)
     text_free = not any(p.prompts_text_backbone for p in prompts if p is not None)
+    cacheable = all(p.cacheable for p in prompts if p is not None)
     results: list[list[Detections]] = [[] for _ in prompts]
     for start in range(0, len(images), batch_size):
         pictures = _as_images(images[start:start + batch_size])
         # The cache lives for one batch: each prompt (and each class chunk) reuses the backbones' work.
-        cache = PrefixCache(detector, first_layer, cache_text=text_free) if len(prompts) > 1 or len(chunks) > 1 else None
+        shareable = len(prompts) > 1 or len(chunks) > 1
+        cache = PrefixCache(detector, first_layer, cache_text=text_free) if shareable and cacheable else None
         per_prompt = [[[] for _ in pictures] for _ in prompts]
         for chunk in chunks:
             names = [class_names[i] for i in chunk]

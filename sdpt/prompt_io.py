@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 
 from sdpt.config import ConfigError, to_dict
 from sdpt.methods import METHODS, PromptMethod, build_method
@@ -32,13 +32,13 @@ def save_prompt(prompt: PromptMethod, directory: str | Path, class_names: list[s
         "method": prompt.name,
         "options": to_dict(prompt.config),
         "class_names": list(class_names),
-        "base_model": detector.model_id,
-        "base_fingerprint": detector.fingerprint(),
+        "base_model": prompt.base_model_id,
+        "base_fingerprint": prompt.base_fingerprint,
         "trainable_parameters": prompt.trainable_parameters(),
         **(extra or {}),
     }
-    tensors = {name: p.detach().to("cpu").contiguous() for name, p in prompt.named_parameters()}
-    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"method": prompt.name})
+    # save_model drops tied duplicates (full fine-tuning shares box heads); non-persistent buffers are not saved.
+    save_model(prompt, str(directory / WEIGHTS_NAME), metadata={"method": prompt.name})
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     logger.info("saved %s prompt (%d parameters) to %s", prompt.name, prompt.trainable_parameters(), directory)
     return directory
@@ -73,15 +73,13 @@ def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:
             f"load it with --model {config['base_model']}")
     try:
         prompt = build_method(config["method"], detector, config["options"])
-        tensors = load_file(str(directory / WEIGHTS_NAME), device=str(detector.device))
     except (ConfigError, TypeError) as error:
         raise PromptFileError(f"{directory / CONFIG_NAME} has invalid options ({error})") from error
+    try:
+        load_model(prompt, str(directory / WEIGHTS_NAME), strict=True, device=str(detector.device))
     except (FileNotFoundError, SafetensorError, OSError) as error:
         raise PromptFileError(f"{directory / WEIGHTS_NAME} cannot be read as safetensors ({error})") from error
-    expected = {name: p.shape for name, p in prompt.named_parameters()}
-    found = {name: t.shape for name, t in tensors.items()}
-    if expected != found:
-        raise PromptFileError(f"{directory / WEIGHTS_NAME} holds tensors {found}, but the config needs {expected}")
-    prompt.load_state_dict(tensors, strict=False)
+    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+        raise PromptFileError(f"{directory / WEIGHTS_NAME} does not match its config ({error})") from error
     prompt.eval()
     return prompt, config

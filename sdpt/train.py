@@ -98,7 +98,7 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     batches = [_encode_items(detector, dataset, [items[i] for i in order[s:s + config.batch_size]], images)
                for s in range(0, len(order), config.batch_size)]
     cache = None
-    if config.cache:
+    if config.cache and prompt.cacheable:
         cache = PrefixCache(detector, prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,
                             max_entries=len(batches))
     groups = prompt.param_groups(config.lr)

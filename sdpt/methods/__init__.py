@@ -1,8 +1,9 @@
 """Prompt methods, one file each; `METHODS` maps a method's name to its class."""
 from sdpt.methods.base import PromptMethod
+from sdpt.methods.full import FullFineTune
 from sdpt.methods.sdpt import SDPTPrompt
 
-METHODS: dict[str, type[PromptMethod]] = {SDPTPrompt.name: SDPTPrompt}
+METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (SDPTPrompt, FullFineTune)}
 
 
 def build_method(name: str, detector, options: dict | None = None) -> PromptMethod:

@@ -14,11 +14,14 @@ class PromptMethod(nn.Module):
 
     name: str = ""
     config_class: type = object
+    cacheable: bool = True  # False when the prompt changes the backbones (nothing can be cached)
 
     def __init__(self, config, detector):
         super().__init__()
         self.config = config
         self.detector = detector
+        self.base_model_id = detector.model_id
+        self.base_fingerprint = detector.fingerprint()  # taken before any training touches a weight
 
     @property
     def first_prompted_layer(self) -> int:

@@ -1,0 +1,33 @@
+"""Detection: output format, many classes over several prompts, and zero-shot + prompted in one call."""
+import torch
+
+from sdpt.inference import detect, detect_both
+from sdpt.methods import build_method
+
+
+def test_detections_are_pixel_boxes_with_names(detector, shapes_set):
+    sample = shapes_set.samples[0]
+    (found,) = detect(detector, [sample.path], shapes_set.class_names, threshold=0.0, top_k=10)
+    assert len(found) == 10
+    assert (found.boxes[:, 2] >= found.boxes[:, 0]).all() and (found.boxes[:, 2] <= sample.width).all()
+    assert (found.boxes[:, 3] <= sample.height).all() and (found.scores[:-1] >= found.scores[1:]).all()
+    assert {item["label"] for item in found.to_list()} <= set(shapes_set.class_names)
+
+
+def test_three_hundred_classes_work(detector, shapes_set):
+    names = [f"thing {i}" for i in range(298)] + shapes_set.class_names
+    found = detect(detector, [s.path for s in shapes_set.samples[:2]], names, threshold=0.0, top_k=50)
+    assert all(len(f) == 50 for f in found)
+    assert max(int(f.classes.max()) for f in found) < len(names)
+    assert len({int(c) for f in found for c in f.classes}) > 1
+
+
+def test_both_in_one_call_equals_two_calls(detector, shapes_set):
+    prompt = build_method("sdpt", detector, {"gate_init": 0.0, "layers": [-1]})
+    images = [s.path for s in shapes_set.samples]
+    zero_shot, prompted = detect_both(detector, images, shapes_set.class_names, prompt, threshold=0.0, top_k=20)
+    alone_zero = detect(detector, images, shapes_set.class_names, None, threshold=0.0, top_k=20)
+    alone_prompted = detect(detector, images, shapes_set.class_names, prompt, threshold=0.0, top_k=20)
+    for a, b in zip(zero_shot + prompted, alone_zero + alone_prompted):
+        assert torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores)
+    assert any(not torch.equal(a.scores, b.scores) for a, b in zip(zero_shot, prompted))
