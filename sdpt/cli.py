@@ -28,11 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def common(sub):
+    def common(sub, prompted: bool = False):
         sub.add_argument("--model", default="IDEA-Research/grounding-dino-tiny",
                          help="hub id, local save_pretrained directory, or 'tiny-random'")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
         sub.add_argument("--batch-size", type=int, default=None, help="images per batch")
+        if prompted:
+            sub.add_argument("--prompt", default=None, help="prompt directory written by 'tune'")
+            sub.add_argument("--json", action="store_true", help="print one JSON object")
 
     tune = commands.add_parser("tune", help="tune a prompt on a COCO-labelled few-shot set")
     common(tune)
@@ -43,26 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", required=True, help="directory to write the prompt to")
     tune.add_argument("--lr", type=float, default=None)
     tune.add_argument("--tokens", type=int, default=None, help="prototype tokens per set")
-    tune.add_argument("--layers", type=_parse_layers, default=None, help="fusion layers to prompt: 'all' or e.g. '5' or '4,5'")
+    tune.add_argument("--layers", type=_parse_layers, default=None,
+                      help="fusion layers to prompt: 'all' or e.g. '5' or '4,5'")
     tune.add_argument("--shared", action="store_true", help="one prototype set shared by all prompted layers")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--encoder-loss", action="store_true", help="also supervise the encoder's top-k proposals")
     tune.add_argument("--no-cache", action="store_true", help="recompute the prompt-independent prefix every step")
 
     detect = commands.add_parser("detect", help="detect classes in images, zero-shot or with a prompt")
-    common(detect)
-    detect.add_argument("--prompt", default=None, help="prompt directory written by 'tune'")
+    common(detect, prompted=True)
     detect.add_argument("--classes", default=None, help="comma-separated class names (default: the prompt's)")
     detect.add_argument("--threshold", type=float, default=0.3)
-    detect.add_argument("--json", action="store_true", help="print one JSON object")
     detect.add_argument("images", nargs="+", help="image files")
 
     evaluate = commands.add_parser("eval", help="COCO mAP on a labelled set")
-    common(evaluate)
-    evaluate.add_argument("--prompt", default=None, help="prompt directory written by 'tune'")
-    evaluate.add_argument("--images", required=True)
-    evaluate.add_argument("--annotations", required=True)
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    common(evaluate, prompted=True)
+    evaluate.add_argument("--images", required=True, help="directory holding the annotation file's images")
+    evaluate.add_argument("--annotations", required=True, help="COCO JSON; category names are the class names")
     return parser
 
 
@@ -77,7 +77,7 @@ def run_tune(args) -> int:
     dataset = load_coco(args.annotations, args.images)
     detector = load_detector(args.model, args.device)
     options = {"num_tokens": args.tokens, "layers": args.layers, "shared": args.shared or None}
-    prompt = build_method(args.method, detector, {k: v for k, v in options.items() if v is not None})
+    prompt = build_method(args.method, detector, {k: v for k, v in options.items() if v is not None}, seed=args.seed)
     logger.info("%s: %d trainable parameters (%.4f%% of %d)", args.method, prompt.trainable_parameters(),
                 100 * prompt.trainable_fraction(), detector.parameter_count())
     config = TrainConfig(steps=args.steps, seed=args.seed, encoder_loss=args.encoder_loss, cache=not args.no_cache)

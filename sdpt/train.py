@@ -103,7 +103,8 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
                             max_entries=len(batches))
     groups = prompt.param_groups(config.lr)
     parameters = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=(0.9, config.adam_beta2))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     use_amp = config.amp and detector.device.type == "cuda"
     history: list[StepInfo] = []

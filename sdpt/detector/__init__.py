@@ -4,7 +4,7 @@ Everything else in `sdpt` talks to a `Detector` and to the small functions expor
 loading, class-prompt encoding, fusion-layer prompt injection, the prompt-independent prefix cache,
 the detection loss and box post-processing.
 """
-from sdpt.detector.loading import DEFAULT_MODEL, TINY_RANDOM, Detector, ModelLoadError, build_tiny_random, load_detector
+from sdpt.detector.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, Detector, ModelLoadError, build_tiny_random, load_detector
 from sdpt.detector.prompts import ClassPromptError, EncodedBatch, encode_batch, split_class_names
 from sdpt.detector.fusion import FusionPrompts, FusionPromptInjector, fusion_attention
 from sdpt.detector.prefix_cache import PrefixCache
@@ -12,7 +12,7 @@ from sdpt.detector.loss import detection_loss
 from sdpt.detector.postprocess import Detections, decode_detections
 
 __all__ = [
-    "DEFAULT_MODEL", "TINY_RANDOM", "Detector", "ModelLoadError", "build_tiny_random", "load_detector",
+    "DEFAULT_MODEL", "FULL_SIZE_RANDOM", "TINY_RANDOM", "Detector", "ModelLoadError", "build_tiny_random", "load_detector",
     "ClassPromptError", "EncodedBatch", "encode_batch", "split_class_names",
     "FusionPrompts", "FusionPromptInjector", "fusion_attention",
     "PrefixCache", "detection_loss", "Detections", "decode_detections",

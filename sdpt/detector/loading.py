@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 TINY_RANDOM = "tiny-random"
+FULL_SIZE_RANDOM = "full-size-random"  # grounding-dino-tiny's architecture, random weights: for timing offline
 
 # Grounding DINO hard-codes these token ids ([PAD], [CLS], [SEP], ".", "?"); a tokenizer must keep them.
 _SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
@@ -90,6 +91,8 @@ def load_detector(model_id: str = DEFAULT_MODEL, device: str | torch.device | No
     device = torch.device(device) if device is not None else default_device()
     if model_id == TINY_RANDOM:
         detector = build_tiny_random()
+    elif model_id == FULL_SIZE_RANDOM:
+        detector = build_full_size_random()
     else:
         detector = _load_pretrained(model_id)
     detector.model.to(device)
@@ -191,3 +194,20 @@ def build_tiny_random(seed: int = 0) -> Detector:
     finally:
         torch.random.set_rng_state(generator_state)
     return Detector(model=model, processor=tiny_processor(), model_id=TINY_RANDOM)
+
+
+def build_full_size_random(seed: int = 0) -> Detector:
+    """The grounding-dino-tiny architecture (GroundingDinoConfig's defaults) with random weights and the small
+    offline tokenizer: the real model's size and speed, for benchmarks where no checkpoint can be downloaded."""
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoProcessor
+    from transformers import GroundingDinoImageProcessor
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = GroundingDinoForObjectDetection(GroundingDinoConfig())
+    finally:
+        torch.random.set_rng_state(generator_state)
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
+                                       tokenizer=tiny_processor().tokenizer)
+    return Detector(model=model, processor=processor, model_id=FULL_SIZE_RANDOM)

@@ -6,14 +6,19 @@ from sdpt.methods.sdpt import SDPTPrompt
 METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (SDPTPrompt, FullFineTune)}
 
 
-def build_method(name: str, detector, options: dict | None = None) -> PromptMethod:
-    """Build method `name` for `detector` from a dict of its config fields."""
+def build_method(name: str, detector, options: dict | None = None, seed: int = 0) -> PromptMethod:
+    """Build method `name` for `detector` from a dict of its config fields; its random init is drawn from `seed`."""
+    import torch
+
     from sdpt.config import ConfigError, from_dict
 
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
     cls = METHODS[name]
-    return cls(from_dict(cls.config_class, options or {}), detector)
+    config = from_dict(cls.config_class, options or {})
+    with torch.random.fork_rng(devices=[]):  # a reproducible init that leaves the caller's random state alone
+        torch.manual_seed(seed)
+        return cls(config, detector)
 
 
 __all__ = ["METHODS", "PromptMethod", "build_method"]

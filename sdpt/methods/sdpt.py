@@ -5,11 +5,13 @@ Zhou, Wu et al., "Fusion-based Open-vocabulary Detection with Synchronous Dual P
 frozen inverse projections (Moore-Penrose pseudo-inverses of the fusion's `vision_proj` and `text_proj`, bias
 removed first) carry U into the image and text token streams, so one set of tokens speaks to both modalities.
 
-A learnable per-layer gate (a logit offset on every attention score that involves a prototype, starting very
-negative) is our addition: it makes the prompted model start as the zero-shot model instead of letting
+A learnable per-layer gate (a logit offset log|g| on every attention score that involves a prototype, g starting
+at e^-10) is our addition: it makes the prompted model start as the zero-shot model instead of letting
 randomly initialised prototypes take most of the attention before any training.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -42,7 +44,9 @@ class SDPTPrompt(PromptMethod):
         else:
             nn.init.normal_(prototypes, 0.0, config.init_scale)
         self.prototypes = nn.Parameter(prototypes)
-        self.gates = nn.Parameter(torch.full((len(self.layer_indices),), float(config.gate_init)))
+        # Gates are learned as attention *mass* g (logit offset log|g|): the prompts' share of attention, and with
+        # it their gradients, then grow linearly under Adam instead of exponentially as a learned offset would.
+        self.gates = nn.Parameter(torch.full((len(self.layer_indices),), math.exp(config.gate_init)))
         # Frozen inverse projections, computed once from the base weights (the prompt file records their fingerprint).
         vision = [inverse_projection(fusion[i].vision_proj) for i in self.layer_indices]
         text = [inverse_projection(fusion[i].text_proj) for i in self.layer_indices]
@@ -74,7 +78,8 @@ class SDPTPrompt(PromptMethod):
     def prompts_for(self, layer_index: int) -> FusionPrompts:
         position = self.layer_indices.index(layer_index)
         vision, text = self.injected_tokens(position)
-        return FusionPrompts(vision=vision, text=text, gate=self.gates[position],
+        gate = torch.log(self.gates[position].abs() + 1e-30)
+        return FusionPrompts(vision=vision, text=text, gate=gate,
                              image_sees_text_prompts=self.config.image_sees_text_prompts)
 
     def attach(self) -> None:

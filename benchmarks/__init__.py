@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints its figures as a table (see BENCHMARKS.md for results and commands)."""

@@ -1,0 +1,96 @@
+"""Tuning: it lowers the loss and raises mAP on a new word for a known thing; callbacks report and cancel."""
+import copy
+
+import pytest
+import torch
+
+from sdpt.config import TrainConfig
+from sdpt.data import DataError, FewShotSet
+from sdpt.evaluate import evaluate
+from sdpt.methods import build_method
+from sdpt.train import tune
+
+
+@pytest.fixture(scope="module")
+def warm_detector(shapes_set):
+    """tiny-random after 300 steps of full fine-tuning on the shapes set: a base that can box the shapes."""
+    from sdpt.detector import load_detector
+
+    detector = load_detector("tiny-random", device="cpu")
+    full = build_method("full", detector)
+    tune(detector, shapes_set, full, TrainConfig(steps=300, lr=1e-3, batch_size=2, adam_beta2=0.999))
+    detector.model = full.tuned
+    return detector.freeze()
+
+
+@pytest.fixture(scope="module")
+def new_words(shapes_set):
+    """The same images and boxes, with class names the base never saw."""
+    renamed = copy.copy(shapes_set)
+    renamed.class_names = ["apple", "moon"]
+    return renamed
+
+
+def test_tuning_lowers_the_loss_and_raises_map_on_a_new_word(warm_detector, new_words):
+    zero_shot = evaluate(warm_detector, new_words)
+    prompt = build_method("sdpt", warm_detector)
+    # One batch of all four images, so the loss curve is deterministic; defaults otherwise.
+    result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4))
+    tuned = evaluate(warm_detector, new_words, prompt)
+    losses = [h.loss for h in result.history]
+    assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
+    assert tuned["map"] > zero_shot["map"] + 0.02, (zero_shot, tuned)
+    assert tuned["map50"] > zero_shot["map50"] + 0.05, (zero_shot, tuned)
+
+
+def test_progress_and_cancel_callbacks(detector, shapes_set):
+    seen = []
+    prompt = build_method("sdpt", detector)
+    result = tune(detector, shapes_set, prompt, TrainConfig(steps=50, batch_size=2), on_step=seen.append,
+                  should_stop=lambda: len(seen) >= 3)
+    assert result.cancelled and len(result.history) == 3
+    assert [s.step for s in seen] == [1, 2, 3] and all(s.total_steps == 50 for s in seen)
+    assert seen[-1].eta_s > 0 and seen[-1].elapsed_s > 0 and seen[0].lr < seen[-1].lr  # warm-up
+    assert all("forward" not in attn.__dict__ for attn in detector.fusion_layers)  # detached after cancel
+
+
+def test_same_seed_same_prompt(detector, shapes_set):
+    prompts = []
+    for _ in range(2):
+        prompt = build_method("sdpt", detector)
+        tune(detector, shapes_set, prompt, TrainConfig(steps=3, batch_size=2, seed=5))
+        prompts.append(prompt.prototypes.detach().clone())
+    assert torch.equal(prompts[0], prompts[1])
+
+
+def test_cached_and_uncached_tuning_agree(detector, shapes_set):
+    results = []
+    for cache in (True, False):
+        prompt = build_method("sdpt", detector, {"layers": [-1]})
+        result = tune(detector, shapes_set, prompt, TrainConfig(steps=4, batch_size=2, cache=cache))
+        results.append(([h.loss for h in result.history], prompt.prototypes.detach().clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
+
+
+def test_no_boxes_is_refused(detector, shapes_set):
+    empty = FewShotSet(shapes_set.class_names, [copy.copy(s) for s in shapes_set.samples])
+    for sample in empty.samples:
+        sample.boxes, sample.classes = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
+    with pytest.raises(DataError, match="no boxes"):
+        tune(detector, empty, build_method("sdpt", detector), TrainConfig(steps=1))
+
+
+def test_many_classes_are_split_across_prompts_in_training(detector, shapes_set):
+    many = FewShotSet([f"filler {i}" for i in range(120)] + shapes_set.class_names,
+                      [copy.copy(s) for s in shapes_set.samples])
+    for sample in many.samples:
+        sample.classes = sample.classes + 120
+    from sdpt.detector import split_class_names
+    from sdpt.train import training_items
+
+    assert len(split_class_names(detector.tokenizer, many.class_names, detector.config.max_text_len)) > 1
+    items = training_items(detector, many)
+    assert all(set(s.classes.tolist()) <= set(chunk) for (i, chunk), s in zip(items, many.samples))
+    result = tune(detector, many, build_method("sdpt", detector), TrainConfig(steps=2, batch_size=2))
+    assert len(result.history) == 2
