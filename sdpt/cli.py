@@ -113,7 +113,7 @@ def _load_with_prompt(args):
 
 def run_detect(args) -> int:
     from sdpt.detector import ClassPromptError
-    from sdpt.inference import detect
+    from sdpt.inference import detect_many
 
     detector, prompt, prompt_config = _load_with_prompt(args)
     if args.classes is not None:
@@ -122,8 +122,9 @@ def run_detect(args) -> int:
         class_names = prompt_config["class_names"]
     else:
         raise ClassPromptError("no classes given; pass --classes \"a,b\" (or --prompt with a tuned prompt)")
-    found = detect(detector, args.images, class_names, prompt, threshold=args.threshold,
-                   batch_size=args.batch_size or 4)
+    found = detect_many(detector, args.images, class_names, [prompt], threshold=args.threshold,
+                        batch_size=args.batch_size or 4,
+                        on_batch=lambda done, total: logger.info("detected %d/%d images", done, total))[0]
     if args.json:
         print(json.dumps({"images": [{"image": str(path), "detections": d.to_list()}
                                      for path, d in zip(args.images, found)]}, ensure_ascii=False))

@@ -147,9 +147,11 @@ def tiny_vocab() -> dict[str, int]:
     return vocab
 
 
-def tiny_config():
-    """A Grounding DINO configuration a few hundred KB in size, for tests and smoke runs."""
-    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+def tiny_config(model_type: str = "grounding-dino"):
+    """A Grounding DINO (or MM-Grounding-DINO) configuration a few hundred KB in size, for tests and smoke runs."""
+    from transformers import BertConfig, GroundingDinoConfig, MMGroundingDinoConfig, SwinConfig
+
+    config_class = {"grounding-dino": GroundingDinoConfig, "mm-grounding-dino": MMGroundingDinoConfig}[model_type]
 
     backbone = SwinConfig(
         embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=4, out_indices=[2, 3, 4]
@@ -158,7 +160,7 @@ def tiny_config():
         vocab_size=max(tiny_vocab().values()) + 1, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=512,
     )
-    return GroundingDinoConfig(
+    return config_class(
         backbone_config=backbone, text_config=text, d_model=32, encoder_layers=2, decoder_layers=2,
         encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=4, decoder_attention_heads=4,
         num_queries=30, encoder_n_points=2, decoder_n_points=2,
