@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fusion layers to prompt: 'all' or e.g. '5' or '4,5'")
     tune.add_argument("--shared", action="store_true", help="one prototype set shared by all prompted layers")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--encoder-loss", action="store_true", help="also supervise the encoder's top-k proposals")
+    tune.add_argument("--no-encoder-loss", action="store_true",
+                      help="do not supervise the encoder's top-k proposals (for bases trained without that loss)")
     tune.add_argument("--no-cache", action="store_true", help="recompute the prompt-independent prefix every step")
 
     detect = commands.add_parser("detect", help="detect classes in images, zero-shot or with a prompt")
@@ -80,7 +81,8 @@ def run_tune(args) -> int:
     prompt = build_method(args.method, detector, {k: v for k, v in options.items() if v is not None}, seed=args.seed)
     logger.info("%s: %d trainable parameters (%.4f%% of %d)", args.method, prompt.trainable_parameters(),
                 100 * prompt.trainable_fraction(), detector.parameter_count())
-    config = TrainConfig(steps=args.steps, seed=args.seed, encoder_loss=args.encoder_loss, cache=not args.no_cache)
+    config = TrainConfig(steps=args.steps, seed=args.seed, encoder_loss=not args.no_encoder_loss,
+                         cache=not args.no_cache)
     if args.lr is not None:
         config.lr = args.lr
     if args.batch_size is not None:

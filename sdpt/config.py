@@ -54,7 +54,10 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for init, batching and order"})
     amp: bool = field(default=True, metadata={"help": "bfloat16 autocast on CUDA (ignored on CPU)"})
     aux_loss: bool = field(default=True, metadata={"help": "also supervise every decoder layer"})
-    encoder_loss: bool = field(default=False, metadata={"help": "also supervise the encoder's top-k proposals"})
+    encoder_loss: bool = field(default=True, metadata={
+        "help": "also supervise the encoder's top-k proposals (undetached, as the original Grounding DINO does); "
+                "must match how the base was trained: on for the released checkpoints (benchmarks/encoder_loss.py "
+                "measured a mismatch either way to wreck the detector)"})
     cache: bool = field(default=True, metadata={"help": "cache the prompt-independent prefix per batch"})
 
     def validate(self) -> None:

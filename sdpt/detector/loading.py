@@ -121,7 +121,22 @@ def _load_pretrained(model_id: str) -> Detector:
             f"model '{model_id}' is a '{config.model_type}'; SDPT needs a fusion detector "
             f"({', '.join(classes)}), e.g. {DEFAULT_MODEL}"
         )
-    model = classes[config.model_type].from_pretrained(model_id, local_files_only=local)
+    from sdpt.detector.small_model import load_packaged_text_backbone, uses_packaged_text
+
+    packaged_text = local and uses_packaged_text(model_id)
+    if packaged_text:
+        # The text backbone is not in the directory; transformers would warn that it is missing.
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+    try:
+        model = classes[config.model_type].from_pretrained(model_id, local_files_only=local)
+    finally:
+        if packaged_text:
+            hf_logging.set_verbosity(verbosity)
+    if packaged_text:
+        load_packaged_text_backbone(model)
     processor = AutoProcessor.from_pretrained(model_id, local_files_only=local)
     return Detector(model=model, processor=processor, model_id=model_id)
 

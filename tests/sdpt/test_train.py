@@ -18,7 +18,8 @@ def warm_detector(shapes_set):
 
     detector = load_detector("tiny-random", device="cpu")
     full = build_method("full", detector)
-    tune(detector, shapes_set, full, TrainConfig(steps=300, lr=1e-3, batch_size=2, adam_beta2=0.999))
+    tune(detector, shapes_set, full, TrainConfig(steps=300, lr=1e-3, batch_size=2, adam_beta2=0.999,
+                                                 encoder_loss=False))
     detector.model = full.tuned
     return detector.freeze()
 
@@ -34,8 +35,9 @@ def new_words(shapes_set):
 def test_tuning_lowers_the_loss_and_raises_map_on_a_new_word(warm_detector, new_words):
     zero_shot = evaluate(warm_detector, new_words)
     prompt = build_method("sdpt", warm_detector)
-    # One batch of all four images, so the loss curve is deterministic; defaults otherwise.
-    result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4))
+    # One batch of all four images, so the loss curve is deterministic. No encoder loss: this base was trained
+    # without it, and a mismatch was measured to wreck the detector (benchmarks/encoder_loss.py).
+    result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4, encoder_loss=False))
     tuned = evaluate(warm_detector, new_words, prompt)
     losses = [h.loss for h in result.history]
     assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
