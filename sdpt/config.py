@@ -10,21 +10,20 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class SDPTConfig:
-    """SDPT (Zhou, Wu et al., ECCV 2024): unified prototype tokens in the fusion attention space."""
+class FusionPromptConfig:
+    """Options shared by methods that add tokens to the fusion layers' token streams, behind a learned gate."""
 
-    num_tokens: int = field(default=10, metadata={"help": "prototype tokens per set"})
+    num_tokens: int = field(default=10, metadata={"help": "prompt tokens per set"})
     layers: list[int] | None = field(default=None, metadata={"help": "fusion layers to prompt (None = all)"})
-    shared: bool = field(default=False, metadata={"help": "one prototype set for all prompted layers"})
     init: str = field(default="uniform", metadata={"help": "'uniform' (U(-s, s), as released) or 'normal' (N(0, s))"})
     init_scale: float = field(default=1.0, metadata={"help": "s in the init above"})
     gate_init: float = field(default=-10.0, metadata={
         "help": "initial logit offset on every prompt attention score, per layer (learned as the mass exp(offset)); "
                 "very negative = the prompted model starts as the zero-shot model (-6 was measured to still flip "
                 "the encoder's top-k choice)"})
-    gate_lr_scale: float = field(default=1.0, metadata={"help": "gates' learning rate relative to the prototypes'"})
+    gate_lr_scale: float = field(default=1.0, metadata={"help": "gates' learning rate relative to the prompts'"})
     image_sees_text_prompts: bool = field(default=True, metadata={
-        "help": "False masks the text-side prototypes for image queries, as the released GLIP code does"})
+        "help": "False masks the text-side prompts for image queries, as the released SDPT (GLIP) code does"})
 
     def validate(self, num_fusion_layers: int) -> None:
         if self.num_tokens < 1:
@@ -36,6 +35,13 @@ class SDPTConfig:
                 raise ConfigError(f"layer {layer} does not exist; the model has fusion layers 0..{num_fusion_layers - 1}")
         if self.layers is not None and not self.layers:
             raise ConfigError("layers is empty; give at least one fusion layer or None for all")
+
+
+@dataclass
+class SDPTConfig(FusionPromptConfig):
+    """SDPT (Zhou, Wu et al., ECCV 2024): unified prototype tokens in the fusion attention space."""
+
+    shared: bool = field(default=False, metadata={"help": "one prototype set for all prompted layers"})
 
 
 @dataclass

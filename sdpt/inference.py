@@ -37,6 +37,9 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
     Returns one list per prompt, each with one `Detections` per image.
     """
     detector.model.eval()
+    for prompt in prompts:
+        if prompt is not None:
+            prompt.eval()  # inference mode, whatever state tuning left it in
     chunks = split_class_names(detector.tokenizer, class_names, detector.config.max_text_len)
     first_layer = min([p.first_prompted_layer for p in prompts if p is not None], default=0)
     text_free = not any(p.prompts_text_backbone for p in prompts if p is not None)

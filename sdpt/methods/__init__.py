@@ -1,9 +1,14 @@
 """Prompt methods, one file each; `METHODS` maps a method's name to its class."""
 from sdpt.methods.base import PromptMethod
+from sdpt.methods.dual import DualPrompt
 from sdpt.methods.full import FullFineTune
 from sdpt.methods.sdpt import SDPTPrompt
+from sdpt.methods.upt import UPTPrompt
+from sdpt.methods.visual import VisualPrompt
 
-METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (SDPTPrompt, FullFineTune)}
+METHODS: dict[str, type[PromptMethod]] = {
+    cls.name: cls for cls in (SDPTPrompt, VisualPrompt, DualPrompt, UPTPrompt, FullFineTune)
+}
 
 
 def build_method(name: str, detector, options: dict | None = None, seed: int = 0) -> PromptMethod:

@@ -1,0 +1,63 @@
+"""Every prompt method, through the same interface: starts as the zero-shot model, trains only its own tensors,
+round-trips through a prompt file, and reports its trainable parameters."""
+import pytest
+import torch
+
+from sdpt.detector import detection_loss, encode_batch
+from sdpt.inference import detect
+from sdpt.methods import METHODS, build_method
+from sdpt.prompt_io import load_prompt, save_prompt
+
+PROMPT_METHODS = sorted(name for name in METHODS if name != "full")
+
+
+@pytest.fixture(scope="module")
+def batch(detector, shapes_set):
+    samples = shapes_set.samples[:2]
+    return encode_batch(detector, [s.load() for s in samples], [shapes_set.class_names] * 2,
+                        [{"boxes": s.boxes, "classes": s.classes} for s in samples])
+
+
+@pytest.mark.parametrize("name", PROMPT_METHODS)
+def test_starts_as_zero_shot_and_trains_only_itself(detector, batch, name):
+    with torch.no_grad():
+        plain = detector.model(**batch.inputs)
+    prompt = build_method(name, detector)
+    with prompt, torch.no_grad():
+        start = detector.model(**batch.inputs)
+    assert torch.allclose(start.pred_boxes, plain.pred_boxes, atol=1e-4)
+    with prompt:
+        loss, _ = detection_loss(detector, detector.model(**batch.inputs), batch)
+    loss.backward()
+    assert all(p.grad is None for p in detector.model.parameters())
+    grads = {n: p.grad for n, p in prompt.named_parameters()}
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values()), name
+    assert 0 < prompt.trainable_parameters() < 0.05 * detector.parameter_count()
+
+
+@pytest.mark.parametrize("name", PROMPT_METHODS + ["full"])
+def test_prompt_file_round_trip(detector, shapes_set, tmp_path, name):
+    prompt = build_method(name, detector)
+    with torch.no_grad():
+        for param in prompt.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+        if hasattr(prompt, "gates"):
+            prompt.gates.fill_(1.0)  # open, so the tokens matter
+    images = [s.path for s in shapes_set.samples[:2]]
+    before = detect(detector, images, shapes_set.class_names, prompt, threshold=0.0, top_k=10)
+    loaded, _ = load_prompt(save_prompt(prompt, tmp_path / name, shapes_set.class_names), detector)
+    after = detect(detector, images, shapes_set.class_names, loaded, threshold=0.0, top_k=10)
+    for a, b in zip(before, after):
+        assert torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores)
+    zero_shot = detect(detector, images, shapes_set.class_names, None, threshold=0.0, top_k=10)
+    assert any(not torch.equal(a.scores, z.scores) for a, z in zip(after, zero_shot))
+
+
+def test_parameter_counts_follow_the_design(detector):
+    vision_dim, text_dim, embed_dim = (detector.fusion_layers[0].vision_dim, detector.fusion_layers[0].text_dim,
+                                       detector.fusion_layers[0].embed_dim)
+    layers, tokens = len(detector.fusion_layers), 10
+    assert build_method("sdpt", detector).trainable_parameters() == layers * (tokens * embed_dim + 1)
+    assert build_method("visual", detector).trainable_parameters() == layers * (tokens * vision_dim + 1)
+    assert build_method("dual", detector).trainable_parameters() == layers * (tokens * (vision_dim + text_dim) + 1)
+    assert build_method("full", detector).trainable_parameters() == detector.parameter_count()
