@@ -40,7 +40,8 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
     for prompt in prompts:
         if prompt is not None:
             prompt.eval()  # inference mode, whatever state tuning left it in
-    chunks = split_class_names(detector.tokenizer, class_names, detector.config.max_text_len)
+    context = max((p.context_tokens for p in prompts if p is not None), default=0)
+    chunks = split_class_names(detector.tokenizer, class_names, detector.config.max_text_len, context)
     first_layer = min([p.first_prompted_layer for p in prompts if p is not None], default=0)
     text_free = not any(p.prompts_text_backbone for p in prompts if p is not None)
     cacheable = all(p.cacheable for p in prompts if p is not None)
@@ -53,8 +54,12 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
         per_prompt = [[[] for _ in pictures] for _ in prompts]
         for chunk in chunks:
             names = [class_names[i] for i in chunk]
-            batch = encode_batch(detector, pictures, [names] * len(pictures))
+            encoded = {}  # prompt text per context length (learned text context needs placeholders)
             for k, prompt in enumerate(prompts):
+                context = prompt.context_tokens if prompt is not None else 0
+                if context not in encoded:
+                    encoded[context] = encode_batch(detector, pictures, [names] * len(pictures), context_tokens=context)
+                batch = encoded[context]
                 with contextlib.ExitStack() as stack:
                     if cache is not None:
                         stack.enter_context(cache.replay(batch.inputs))

@@ -45,10 +45,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def training_items(detector, dataset: FewShotSet) -> list[tuple[int, list[int]]]:
+def training_items(detector, dataset: FewShotSet, context_tokens: int = 0) -> list[tuple[int, list[int]]]:
     """(sample index, class indices of its prompt) pairs; class lists too long for one prompt are split, and an
     image is seen once per chunk that holds one of its classes (or once, with the first chunk, if it has none)."""
-    chunks = split_class_names(detector.tokenizer, dataset.class_names, detector.config.max_text_len)
+    chunks = split_class_names(detector.tokenizer, dataset.class_names, detector.config.max_text_len, context_tokens)
     items = []
     for index, sample in enumerate(dataset.samples):
         present = set(sample.classes.tolist())
@@ -57,7 +57,7 @@ def training_items(detector, dataset: FewShotSet) -> list[tuple[int, list[int]]]
     return items
 
 
-def _encode_items(detector, dataset: FewShotSet, items, images) -> EncodedBatch:
+def _encode_items(detector, dataset: FewShotSet, items, images, context_tokens: int) -> EncodedBatch:
     names, targets, pictures = [], [], []
     for sample_index, chunk in items:
         sample = dataset.samples[sample_index]
@@ -66,7 +66,7 @@ def _encode_items(detector, dataset: FewShotSet, items, images) -> EncodedBatch:
         names.append([dataset.class_names[c] for c in chunk])
         targets.append({"boxes": sample.boxes[keep], "classes": [position[sample.classes[i].item()] for i in keep]})
         pictures.append(images[sample_index])
-    return encode_batch(detector, pictures, names, targets)
+    return encode_batch(detector, pictures, names, targets, context_tokens=context_tokens)
 
 
 def _schedule(config: TrainConfig):
@@ -93,10 +93,10 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     seed_everything(config.seed)
     detector.freeze()
     images = [sample.load() for sample in dataset.samples]
-    items = training_items(detector, dataset)
+    items = training_items(detector, dataset, prompt.context_tokens)
     order = torch.randperm(len(items)).tolist()
-    batches = [_encode_items(detector, dataset, [items[i] for i in order[s:s + config.batch_size]], images)
-               for s in range(0, len(order), config.batch_size)]
+    batches = [_encode_items(detector, dataset, [items[i] for i in order[s:s + config.batch_size]], images,
+                             prompt.context_tokens) for s in range(0, len(order), config.batch_size)]
     cache = None
     if config.cache and prompt.cacheable:
         cache = PrefixCache(detector, prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 # Token ids the model treats as phrase delimiters or specials; a class name must never produce them.
-_RESERVED_IDS = {0, 101, 102, 1012, 1029}
+_CONTEXT_ID = 103  # [MASK]: stands for a learned context vector (see text_context.py)
+_RESERVED_IDS = {0, 101, 102, 103, 1012, 1029}
 _DOT_ID = 1012
 _CLS_ID = 101
 _SEP_ID = 102
@@ -63,13 +64,14 @@ def check_class_names(names: list[str]) -> None:
         seen[key] = name
 
 
-def split_class_names(tokenizer, names: list[str], max_text_len: int) -> list[list[int]]:
-    """Pack class indices, in order, into as few prompts as fit `max_text_len` tokens each ([CLS] ... [SEP])."""
+def split_class_names(tokenizer, names: list[str], max_text_len: int, context_tokens: int = 0) -> list[list[int]]:
+    """Pack class indices, in order, into as few prompts as fit `max_text_len` tokens each ([CLS] ... [SEP]);
+    `context_tokens` placeholders stand before every name when a method learns text context."""
     check_class_names(names)
     chunks: list[list[int]] = [[]]
     used = 2  # [CLS] and [SEP]
     for index, name in enumerate(names):
-        cost = len(class_name_ids(tokenizer, name)) + 1  # the name and its " ." separator
+        cost = context_tokens + len(class_name_ids(tokenizer, name)) + 1  # context, the name, its " ." separator
         if cost + 2 > max_text_len:
             raise ClassPromptError(
                 f"class name {name!r} is {cost - 1} tokens long; the model reads at most {max_text_len - 3} per name"
@@ -82,11 +84,17 @@ def split_class_names(tokenizer, names: list[str], max_text_len: int) -> list[li
     return chunks
 
 
-def prompt_ids(tokenizer, names: list[str], max_text_len: int) -> tuple[list[int], torch.Tensor]:
-    """Input ids of "[CLS] name1 . name2 . [SEP]" and its (num_classes, max_text_len) phrase map."""
+def prompt_ids(tokenizer, names: list[str], max_text_len: int, context_tokens: int = 0
+               ) -> tuple[list[int], torch.Tensor]:
+    """Input ids of "[CLS] name1 . name2 . [SEP]" and its (num_classes, max_text_len) phrase map.
+
+    With `context_tokens` = M, each phrase is "[MASK] x M name ." (CoOp-style context sits inside the phrase, since
+    the model's text attention stays within phrases); the phrase map marks the name tokens only.
+    """
     ids = [_CLS_ID]
     phrase_map = torch.zeros(len(names), max_text_len, dtype=torch.long)
     for k, name in enumerate(names):
+        ids += [_CONTEXT_ID] * context_tokens
         name_ids = class_name_ids(tokenizer, name)
         phrase_map[k, len(ids) : len(ids) + len(name_ids)] = 1
         ids += name_ids + [_DOT_ID]
@@ -99,14 +107,15 @@ def prompt_ids(tokenizer, names: list[str], max_text_len: int) -> tuple[list[int
     return ids, phrase_map
 
 
-def encode_batch(detector, images, class_names: list[list[str]], targets=None) -> EncodedBatch:
+def encode_batch(detector, images, class_names: list[list[str]], targets=None, context_tokens: int = 0
+                 ) -> EncodedBatch:
     """Encode PIL images, each with its class list, and optional targets into model inputs on the detector's device.
 
     `targets[i]` is a dict with `boxes` (n, 4) pixel xyxy in the original image and `classes` (n,) indices into
     `class_names[i]`.
     """
     max_text_len = detector.config.max_text_len
-    encoded = [prompt_ids(detector.tokenizer, names, max_text_len) for names in class_names]
+    encoded = [prompt_ids(detector.tokenizer, names, max_text_len, context_tokens) for names in class_names]
     longest = max(len(ids) for ids, _ in encoded)
     input_ids = torch.zeros(len(images), longest, dtype=torch.long)
     attention_mask = torch.zeros(len(images), longest, dtype=torch.long)

@@ -3,11 +3,12 @@ from sdpt.methods.base import PromptMethod
 from sdpt.methods.dual import DualPrompt
 from sdpt.methods.full import FullFineTune
 from sdpt.methods.sdpt import SDPTPrompt
+from sdpt.methods.text import TextPrompt
 from sdpt.methods.upt import UPTPrompt
 from sdpt.methods.visual import VisualPrompt
 
 METHODS: dict[str, type[PromptMethod]] = {
-    cls.name: cls for cls in (SDPTPrompt, VisualPrompt, DualPrompt, UPTPrompt, FullFineTune)
+    cls.name: cls for cls in (SDPTPrompt, TextPrompt, VisualPrompt, DualPrompt, UPTPrompt, FullFineTune)
 }
 
 

@@ -29,6 +29,11 @@ class PromptMethod(nn.Module):
         return 0
 
     @property
+    def context_tokens(self) -> int:
+        """Placeholder tokens the prompt text needs before each class name (learned text context)."""
+        return 0
+
+    @property
     def prompts_text_backbone(self) -> bool:
         """True when the text backbone's output depends on the prompt (it cannot be cached)."""
         return False

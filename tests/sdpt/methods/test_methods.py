@@ -6,7 +6,9 @@ import torch
 from sdpt.detector import detection_loss, encode_batch
 from sdpt.inference import detect
 from sdpt.methods import METHODS, build_method
+from sdpt.config import TrainConfig
 from sdpt.prompt_io import load_prompt, save_prompt
+from sdpt.train import tune
 
 PROMPT_METHODS = sorted(name for name in METHODS if name != "full")
 
@@ -19,13 +21,19 @@ def batch(detector, shapes_set):
 
 
 @pytest.mark.parametrize("name", PROMPT_METHODS)
-def test_starts_as_zero_shot_and_trains_only_itself(detector, batch, name):
+def test_starts_as_zero_shot_and_trains_only_itself(detector, shapes_set, batch, name):
     with torch.no_grad():
         plain = detector.model(**batch.inputs)
     prompt = build_method(name, detector)
-    with prompt, torch.no_grad():
-        start = detector.model(**batch.inputs)
-    assert torch.allclose(start.pred_boxes, plain.pred_boxes, atol=1e-4)
+    if prompt.context_tokens:  # learned text context changes the prompt text from step 0 (CoOp has no gate)
+        samples = shapes_set.samples[:2]
+        batch = encode_batch(detector, [s.load() for s in samples], [shapes_set.class_names] * 2,
+                             [{"boxes": s.boxes, "classes": s.classes} for s in samples],
+                             context_tokens=prompt.context_tokens)
+    else:
+        with prompt, torch.no_grad():
+            start = detector.model(**batch.inputs)
+        assert torch.allclose(start.pred_boxes, plain.pred_boxes, atol=1e-4)
     with prompt:
         loss, _ = detection_loss(detector, detector.model(**batch.inputs), batch)
     loss.backward()
@@ -61,3 +69,15 @@ def test_parameter_counts_follow_the_design(detector):
     assert build_method("visual", detector).trainable_parameters() == layers * (tokens * vision_dim + 1)
     assert build_method("dual", detector).trainable_parameters() == layers * (tokens * (vision_dim + text_dim) + 1)
     assert build_method("full", detector).trainable_parameters() == detector.parameter_count()
+    assert build_method("text", detector).trainable_parameters() == 4 * detector.config.text_config.hidden_size
+
+
+def test_text_context_placeholders_sit_inside_each_phrase(detector, shapes_set):
+    prompt = build_method("text", detector)
+    batch = encode_batch(detector, [shapes_set.samples[0].load()], [shapes_set.class_names],
+                         context_tokens=prompt.context_tokens)
+    ids = batch.inputs["input_ids"][0].tolist()
+    assert ids.count(103) == prompt.context_tokens * len(shapes_set.class_names)
+    assert all(ids[p] != 103 for p in batch.phrase_maps[0].nonzero()[:, 1].tolist())  # scores use names only
+    result = tune(detector, shapes_set, prompt, TrainConfig(steps=2, batch_size=2))
+    assert len(result.history) == 2 and prompt.context.grad is not None
