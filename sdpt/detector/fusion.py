@@ -17,8 +17,9 @@ import torch.nn.functional as F
 class FusionPrompts:
     """Tokens appended to one fusion layer's inputs.
 
-    vision: (N, vision_dim) tokens in the image stream (keys/values for text queries).
-    text: (N, text_dim) tokens in the text stream (keys/values for image queries).
+    vision: (N, vision_dim) or per-image (B, N, vision_dim) tokens in the image stream (keys/values for text queries).
+    text: (N, text_dim) or (B, N, text_dim) tokens in the text stream (keys/values for image queries).
+    vision_padding: optional (B, N) mask, True where a per-image vision token is padding (never attended to).
     gate: scalar added to every attention logit that involves a prompt token; very negative = prompts silent.
     image_sees_text_prompts: False reproduces the released SDPT code, which masks the text-side prompts
         for image queries (so only text tokens look at prompts).
@@ -28,6 +29,7 @@ class FusionPrompts:
     text: torch.Tensor | None
     gate: torch.Tensor | None = None
     image_sees_text_prompts: bool = True
+    vision_padding: torch.Tensor | None = None
 
 
 def _split_heads(attn, states: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -41,14 +43,18 @@ def _merge_heads(attn, states: torch.Tensor, batch_size: int, length: int) -> to
     return states.reshape(batch_size, length, attn.embed_dim)
 
 
-def _append(features, mask, prompts: torch.Tensor | None, mask_value: bool):
-    if prompts is None or prompts.shape[0] == 0:
+def _append(features, mask, prompts: torch.Tensor | None, mask_value: bool, padding: torch.Tensor | None = None):
+    if prompts is None or prompts.shape[-2] == 0:
         return features, mask, 0
-    batch_size, count = features.shape[0], prompts.shape[0]
-    tokens = prompts.to(features.dtype).unsqueeze(0).expand(batch_size, -1, -1)
+    batch_size, count = features.shape[0], prompts.shape[-2]
+    tokens = prompts.to(features.dtype)
+    if tokens.dim() == 2:
+        tokens = tokens.unsqueeze(0).expand(batch_size, -1, -1)
     features = torch.cat([features, tokens], dim=1)
     if mask is not None:
         extra = torch.full((batch_size, count), mask_value, dtype=mask.dtype, device=mask.device)
+        if padding is not None:
+            extra = extra | padding.to(mask.dtype)
         mask = torch.cat([mask, extra], dim=1)
     return features, mask, count
 
@@ -65,8 +71,10 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
     if prompts is not None:
         if text_attention_mask is None:
             text_attention_mask = torch.zeros(batch_size, num_text, dtype=torch.bool, device=text_features.device)
+        if vision_attention_mask is None:
+            vision_attention_mask = torch.zeros(batch_size, num_vision, dtype=torch.bool, device=vision_features.device)
         vision_features, vision_attention_mask, n_vision = _append(
-            vision_features, vision_attention_mask, prompts.vision, False)
+            vision_features, vision_attention_mask, prompts.vision, False, prompts.vision_padding)
         # Padding-masked text prompts are invisible to image queries (the released code's behaviour).
         text_features, text_attention_mask, n_text = _append(
             text_features, text_attention_mask, prompts.text, not prompts.image_sees_text_prompts)
@@ -115,13 +123,15 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
 
 
 class FusionPromptInjector:
-    """Routes chosen fusion layers through `fusion_attention` with prompts from `prompts_for(layer_index)`.
+    """Routes chosen fusion layers through `fusion_attention` with prompts from
+    `prompts_for(layer_index, vision_features, text_features, text_attention_mask)` (the layer's own inputs, for
+    methods whose tokens depend on them).
 
     `attach()` replaces the forward of those attention modules only; `detach()` gives them back untouched, so a
     detached detector is exactly the plain model.
     """
 
-    def __init__(self, detector, layer_indices: list[int], prompts_for: Callable[[int], FusionPrompts | None]):
+    def __init__(self, detector, layer_indices: list[int], prompts_for: Callable[..., FusionPrompts | None]):
         self.detector = detector
         self.layer_indices = list(layer_indices)
         self.prompts_for = prompts_for
@@ -148,6 +158,7 @@ class FusionPromptInjector:
 
     def _forward_for(self, attn, index: int):
         def forward(vision_features, text_features, vision_attention_mask=None, text_attention_mask=None):
+            prompts = self.prompts_for(index, vision_features, text_features, text_attention_mask)
             return fusion_attention(attn, vision_features, text_features, vision_attention_mask,
-                                    text_attention_mask, prompts=self.prompts_for(index))
+                                    text_attention_mask, prompts=prompts)
         return forward

@@ -1,5 +1,6 @@
 """Prompt methods, one file each; `METHODS` maps a method's name to its class."""
 from sdpt.methods.base import PromptMethod
+from sdpt.methods.dpt import DPTPrompt
 from sdpt.methods.dual import DualPrompt
 from sdpt.methods.full import FullFineTune
 from sdpt.methods.sdpt import SDPTPrompt
@@ -8,7 +9,7 @@ from sdpt.methods.upt import UPTPrompt
 from sdpt.methods.visual import VisualPrompt
 
 METHODS: dict[str, type[PromptMethod]] = {
-    cls.name: cls for cls in (SDPTPrompt, TextPrompt, VisualPrompt, DualPrompt, UPTPrompt, FullFineTune)
+    cls.name: cls for cls in (SDPTPrompt, TextPrompt, VisualPrompt, DualPrompt, UPTPrompt, DPTPrompt, FullFineTune)
 }
 
 

@@ -49,16 +49,21 @@ class FusionPromptMethod(PromptMethod):
         """The image-stream and text-stream tokens of the `position`-th prompted layer (None = none)."""
         raise NotImplementedError
 
+    def layer_prompts(self, position: int, vision_features, text_features, text_padding) -> FusionPrompts:
+        """Prompts for one layer; methods whose tokens depend on the layer's inputs override this."""
+        vision, text = self.injected_tokens(position)
+        return FusionPrompts(vision=vision, text=text, image_sees_text_prompts=self.config.image_sees_text_prompts)
+
     def param_groups(self, lr: float) -> list[dict]:
         others = [p for name, p in self.named_parameters() if p.requires_grad and name != "gates"]
         return [{"params": others, "lr": lr}, {"params": [self.gates], "lr": lr * self.config.gate_lr_scale}]
 
-    def prompts_for(self, layer_index: int) -> FusionPrompts:
+    def prompts_for(self, layer_index: int, vision_features=None, text_features=None, text_padding=None
+                    ) -> FusionPrompts:
         position = self.layer_indices.index(layer_index)
-        vision, text = self.injected_tokens(position)
-        gate = torch.log(self.gates[position].abs() + 1e-30)
-        return FusionPrompts(vision=vision, text=text, gate=gate,
-                             image_sees_text_prompts=self.config.image_sees_text_prompts)
+        prompts = self.layer_prompts(position, vision_features, text_features, text_padding)
+        prompts.gate = torch.log(self.gates[position].abs() + 1e-30)
+        return prompts
 
     def attach(self) -> None:
         self._injector.attach()

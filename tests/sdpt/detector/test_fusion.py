@@ -126,7 +126,7 @@ def test_attaching_twice_on_the_same_layer_is_refused(detector):
 
 def test_injector_with_no_prompts_is_exact(detector, batch):
     plain = _outputs(detector, batch)
-    injector = FusionPromptInjector(detector, range(len(detector.fusion_layers)), lambda index: None)
+    injector = FusionPromptInjector(detector, range(len(detector.fusion_layers)), lambda index, *inputs: None)
     injector.attach()
     try:
         routed = _outputs(detector, batch)
