@@ -38,7 +38,7 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
     return names, {"boxes": [box for box, _ in objects], "classes": [index[name] for _, name in objects]}
 
 
-def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 2e-4, seed: int = 0,
+def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
              eval_every: int = 500, eval_images: int = 100, max_classes: int = 24) -> dict:
     torch.manual_seed(seed)
     detector = build_small_untrained(seed)
@@ -72,7 +72,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 2e-4, seed:
         schedule.step()
         if step % 50 == 0:
             elapsed = time.perf_counter() - start
-            logger.info("step %d/%d loss %.3f (ce %.3f bbox %.3f giou %.3f) %.2f steps/s", step, steps, float(loss),
+            logger.info("step %d/%d loss %.3f (ce %.3f bbox %.3f giou %.3f) %.2f steps/s", step, steps, loss.item(),
                         parts["loss_ce"], parts["loss_bbox"], parts["loss_giou"], step / elapsed)
         if step % eval_every == 0 or step == steps:
             model.eval()
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("assets/sdpt-small"))
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None)
