@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from sdpt.data import load_coco
-from sdpt.detector import detection_loss, encode_batch
+from sdpt.detector import detection_loss, encode_batch, load_detector
 from sdpt.detector.small_model import build_small_untrained, save_small
 from sdpt.evaluate import evaluate
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream, write_coco
@@ -39,9 +39,10 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
 
 
 def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
-             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24) -> dict:
+             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None) -> dict:
+    """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`."""
     torch.manual_seed(seed)
-    detector = build_small_untrained(seed)
+    detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed)
     model = detector.model
     for name, param in model.named_parameters():
         param.requires_grad_(not name.startswith("model.text_backbone."))  # MiniLM stays as it was trained
@@ -96,11 +97,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="continue from a checkpoint directory (use a new --seed so the scenes are new)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
-    best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every)
+    best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every, resume=args.resume)
     logger.info("best held-out checkpoint: %s, saved to %s", best, args.out)
 
 
