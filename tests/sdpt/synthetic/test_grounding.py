@@ -38,3 +38,11 @@ def test_scenes_keep_boxes_inside_and_limit_occlusion():
         for (x0, y0, x1, y1), name in objects:
             assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
             assert name in PRETRAIN.classes
+
+
+def test_command_line_writes_the_same_set_as_the_library(tmp_path):
+    from sdpt.synthetic.__main__ import main
+
+    assert main(["new_word", "--images", "3", "--seed", "5", "--out", str(tmp_path / "cli")]) == 0
+    library = write_coco(tmp_path / "lib", TASKS["new_word"], 3, seed=5)
+    assert (tmp_path / "cli" / "annotations.json").read_text() == library.read_text()
