@@ -7,6 +7,7 @@ reproducible from this script alone. The best checkpoint by held-out mAP@0.5 is 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import random
@@ -84,7 +85,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
                 best = {"step": step, "map": metrics["map"], "map50": metrics["map50"],
                         "minutes": round((time.perf_counter() - start) / 60, 1)}
                 save_small(detector, out)
-                (out / "pretrain_result.json").write_text(__import__("json").dumps(best, indent=2))
+                (out / "pretrain_result.json").write_text(json.dumps(best, indent=2))
     return best
 
 

@@ -198,9 +198,8 @@ def build_tiny_random(seed: int = 0) -> Detector:
     """
     from transformers import GroundingDinoForObjectDetection
 
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's random state alone
+        torch.manual_seed(seed)
         model = GroundingDinoForObjectDetection(tiny_config())
         with torch.no_grad():
             for layer in model.model.encoder.layers:
@@ -208,8 +207,6 @@ def build_tiny_random(seed: int = 0) -> Detector:
                 layer.fusion_layer.text_param.fill_(1.0)
             for head in list(model.bbox_embed) + [model.model.encoder_output_bbox_embed]:
                 nn.init.normal_(head.layers[-1].weight, std=0.05)
-    finally:
-        torch.random.set_rng_state(generator_state)
     return Detector(model=model, processor=tiny_processor(), model_id=TINY_RANDOM)
 
 
@@ -219,12 +216,9 @@ def build_full_size_random(seed: int = 0) -> Detector:
     from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoProcessor
     from transformers import GroundingDinoImageProcessor
 
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         model = GroundingDinoForObjectDetection(GroundingDinoConfig())
-    finally:
-        torch.random.set_rng_state(generator_state)
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
                                        tokenizer=tiny_processor().tokenizer)
     return Detector(model=model, processor=processor, model_id=FULL_SIZE_RANDOM)
