@@ -1,17 +1,21 @@
-"""Entry point of the web app. The app itself is built in a later issue; until then this says how to use the CLI."""
+"""Entry point: `python app.py [--model ID] [--data-dir DIR] [--host H] [--port P]` serves the labelling and tuning
+app (a Hugging Face Space runs this file too)."""
+from __future__ import annotations
+
 import logging
-import sys
+
+from app.server import build_app, launch_options
+from app.settings import build_parser, resolve
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger(__name__).info(
-        "The web app is not built yet. Use the command line meanwhile:\n"
-        "  python -m sdpt tune --model tiny-random --images DIR --annotations COCO.json --steps 50 --out PROMPT\n"
-        "  python -m sdpt detect --model tiny-random --prompt PROMPT --classes \"a,b\" IMAGE\n"
-        "  python -m sdpt eval --model tiny-random --prompt PROMPT --images DIR --annotations COCO.json --json")
-    return 0
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser("Label a few images, tune a prompt for an open-vocabulary detector, compare.").parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = resolve(args)
+    logging.getLogger("app").info("data in %s, database %s", settings.data_dir, settings.database_url)
+    demo, _context, _worker = build_app(settings)
+    demo.launch(**launch_options(settings))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

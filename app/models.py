@@ -1,0 +1,119 @@
+"""SQLAlchemy tables: projects, their classes, images and boxes, tuning jobs and the prompts they produce."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), unique=True)  # casefolded, for duplicate checks
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    classes: Mapped[list["ClassLabel"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                                       order_by="ClassLabel.position")
+    images: Mapped[list["ImageRecord"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                                       order_by="ImageRecord.id")
+    jobs: Mapped[list["TuningJob"]] = relationship(back_populates="project", cascade="all, delete-orphan")
+    prompts: Mapped[list["PromptRecord"]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class ClassLabel(Base):
+    __tablename__ = "classes"
+    __table_args__ = (UniqueConstraint("project_id", "name_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200))
+    colour: Mapped[str] = mapped_column(String(7))  # "#rrggbb"
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    project: Mapped[Project] = relationship(back_populates="classes")
+
+
+class ImageRecord(Base):
+    """An image of a project; its file lives once on disk under its content hash."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    suffix: Mapped[str] = mapped_column(String(8))
+    original_name: Mapped[str] = mapped_column(String(300))  # shown only; never used as a path
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(10), default="train")  # "train" or "heldout"
+    revision: Mapped[int] = mapped_column(Integer, default=0)  # bumped on every box save (two-tab conflicts)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    project: Mapped[Project] = relationship(back_populates="images")
+    boxes: Mapped[list["Box"]] = relationship(back_populates="image", cascade="all, delete-orphan",
+                                              order_by="Box.id")
+
+
+class Box(Base):
+    __tablename__ = "boxes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="CASCADE"), index=True)
+    x0: Mapped[float] = mapped_column(Float)
+    y0: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    image: Mapped[ImageRecord] = relationship(back_populates="boxes")
+    label: Mapped[ClassLabel] = relationship()
+
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+
+
+class TuningJob(Base):
+    __tablename__ = "tuning_jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default="queued", index=True)
+    method: Mapped[str] = mapped_column(String(20))
+    steps: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(500))
+    image_ids: Mapped[list] = mapped_column(JSON)
+    class_names: Mapped[list] = mapped_column(JSON)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    eta_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    losses: Mapped[list] = mapped_column(JSON, default=list)  # [[step, loss], ...] for the live plot
+    message: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    project: Mapped[Project] = relationship(back_populates="jobs")
+
+
+class PromptRecord(Base):
+    """A tuned prompt: its files live in the data directory under prompts/<project>/<job>/."""
+
+    __tablename__ = "prompts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("tuning_jobs.id", ondelete="SET NULL"), nullable=True)
+    method: Mapped[str] = mapped_column(String(20))
+    relative_dir: Mapped[str] = mapped_column(String(300))
+    base_model: Mapped[str] = mapped_column(String(500))
+    base_fingerprint: Mapped[str] = mapped_column(String(100))
+    class_names: Mapped[list] = mapped_column(JSON)
+    trainable_parameters: Mapped[int] = mapped_column(Integer)
+    final_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    project: Mapped[Project] = relationship(back_populates="prompts")

@@ -1,0 +1,240 @@
+"""The app's one gr.Blocks: a project picker, three tabs (classes, labelling, tuning) and a status bar."""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+from gradio_image_annotation import image_annotator
+
+from app.context import AppContext
+from app.ui import api, labelling, projects, tuning
+
+INTRO = """# Teach a detector your objects
+**New here?** 1) Create a project and list the classes you care about (tab 1). 2) Upload a handful of images and
+draw a box around every object of those classes (tab 2) - or press *Pre-annotate* and correct what the model finds.
+3) Press **Tune** (tab 3): a small prompt is trained in the background while you keep labelling.
+"""
+
+LABEL_HELP = """Drag on the image to draw a box; click a box to select it. Keys on the image: **C** draw,
+**D** move/pan, **E** edit the selected box, **Delete** remove it, **Space** reset the view.
+Anywhere on the page: **S** save boxes, **N** / **P** next / previous image. Nothing is stored until you press Save."""
+
+# Page-level shortcuts; ignored while typing in a text field.
+SHORTCUTS_JS = """
+<script>
+document.addEventListener('keydown', (event) => {
+  const tag = (event.target.tagName || '').toLowerCase();
+  if (['input', 'textarea', 'select'].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = {s: 'save-boxes', n: 'next-image', p: 'prev-image'}[event.key.toLowerCase()];
+  const button = target && document.getElementById(target);
+  if (button) { event.preventDefault(); button.click(); }
+});
+</script>
+"""
+
+
+def _loss_frame(points: list[list]) -> pd.DataFrame:
+    # explicit dtypes: an empty frame would otherwise be typed 'object' and the axes drawn as categories
+    return pd.DataFrame(points or [], columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"})
+
+
+def build_ui(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="SDPT: tune a detector on your objects") as demo:
+        gr.Markdown(INTRO)
+        gr.Markdown(ctx.models.note, elem_id="model-note")
+        status = gr.Markdown("", elem_id="status")
+        first = projects.project_choices(ctx)
+        project = gr.Dropdown(label="Project", choices=first, value=first[0][1] if first else None,
+                              elem_id="project", interactive=True)
+        with gr.Tabs():
+            with gr.Tab("1 · Project and classes", id="projects"):
+                with gr.Row():
+                    new_project = gr.Textbox(label="New project", placeholder="e.g. blood cells", elem_id="new-project")
+                    create_button = gr.Button("Create project", variant="primary", elem_id="create-project")
+                with gr.Row():
+                    rename_text = gr.Textbox(label="Rename the project to")
+                    rename_button = gr.Button("Rename")
+                    delete_confirm = gr.Checkbox(label="yes, delete it", value=False)
+                    delete_button = gr.Button("Delete project", variant="stop")
+                gr.Markdown("### Classes: the things to detect, named the way you would describe them")
+                classes_table = gr.Dataframe(headers=["class", "colour", "boxes"], interactive=False,
+                                             elem_id="classes-table")
+                with gr.Row():
+                    new_classes = gr.Textbox(label="Add classes (several: separate with commas)",
+                                             placeholder="e.g. red blood cell, platelet", elem_id="new-classes")
+                    new_colour = gr.ColorPicker(label="Colour (optional)", value=None)
+                    add_class_button = gr.Button("Add", elem_id="add-classes")
+                with gr.Row():
+                    class_pick = gr.Dropdown(label="Class", choices=[], interactive=True)
+                    class_name = gr.Textbox(label="New name")
+                    rename_class_button = gr.Button("Rename class")
+                    class_colour = gr.ColorPicker(label="New colour")
+                    recolour_button = gr.Button("Set colour")
+                    delete_class_confirm = gr.Checkbox(label="yes, delete it", value=False)
+                    delete_class_button = gr.Button("Delete class", variant="stop")
+            with gr.Tab("2 · Label images", id="label"):
+                with gr.Row():
+                    uploads = gr.File(label=f"Upload images (PNG, JPEG, WebP, BMP, TIFF; up to "
+                                            f"{ctx.settings.max_upload_mb} MB each)", file_count="multiple",
+                                      file_types=["image"], elem_id="uploads")
+                    with gr.Column():
+                        upload_split = gr.Radio(["train", "heldout"], value="train", label="Add as")
+                        upload_button = gr.Button("Add images", variant="primary", elem_id="add-images")
+                with gr.Row():
+                    prev_button = gr.Button("◀ Previous", elem_id="prev-image", scale=0)
+                    image_pick = gr.Dropdown(label="Image", choices=[], interactive=True, elem_id="image-pick")
+                    next_button = gr.Button("Next ▶", elem_id="next-image", scale=0)
+                image_info = gr.Markdown("", elem_id="image-info")
+                gr.Markdown(LABEL_HELP)
+                annotator = image_annotator(label="Boxes", image_type="filepath", use_default_label=True,
+                                            sources=None, show_clear_button=False, show_remove_button=False,
+                                            show_share_button=False, height=520, elem_id="annotator")
+                revision = gr.State(-1)
+                with gr.Row():
+                    save_button = gr.Button("Save boxes (S)", variant="primary", elem_id="save-boxes")
+                    split = gr.Radio(["train", "heldout"], value="train", label="This image is for",
+                                     elem_id="image-split")
+                    delete_image_button = gr.Button("Remove image", variant="stop")
+                with gr.Row():
+                    pre_source = gr.Radio(["zero-shot", "latest prompt"], value="zero-shot", label="Pre-annotate with")
+                    pre_threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
+                    pre_button = gr.Button("Pre-annotate", elem_id="preannotate")
+            with gr.Tab("3 · Tune", id="tune"):
+                with gr.Row():
+                    method = gr.Dropdown(label="Method", choices=tuning.method_choices(), value="sdpt")
+                    steps = gr.Number(label="Steps", value=200, precision=0, minimum=1, maximum=100000)
+                    tune_button = gr.Button("Tune", variant="primary", elem_id="tune")
+                job_pick = gr.Dropdown(label="Job", choices=[], interactive=True, elem_id="job-pick")
+                progress = gr.Markdown(tuning.job_view(ctx, None)[0], elem_id="job-progress")
+                loss_plot = gr.LinePlot(_loss_frame([]), x="step", y="loss", title="Tuning loss", height=260)
+                with gr.Row():
+                    cancel_button = gr.Button("Cancel job", elem_id="cancel-job")
+                    retry_button = gr.Button("Run again", elem_id="retry-job")
+                timer = gr.Timer(1.0)
+        api.register(ctx)
+
+        # ---- wiring: project level ----
+        def refresh_project(project_id, image_id=None):
+            labels, colours = projects.labels_and_colours(ctx, project_id)
+            images = labelling.image_choices(ctx, project_id)
+            ids = [value for _, value in images]
+            chosen = image_id if image_id in ids else (ids[0] if ids else None)
+            jobs = tuning.job_choices(ctx, project_id)
+            return (projects.class_rows(ctx, project_id), gr.Dropdown(choices=projects.class_choices(ctx, project_id),
+                                                                      value=None),
+                    image_annotator(label_list=labels, label_colors=colours),
+                    gr.Dropdown(choices=images, value=chosen),
+                    gr.Dropdown(choices=jobs, value=jobs[0][1] if jobs else None))
+
+        project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick]
+        project.change(refresh_project, [project], project_outputs)
+
+        def on_create(name):
+            new_id, message = projects.create_project(ctx, name)
+            choices = projects.project_choices(ctx)
+            return message, gr.Dropdown(choices=choices, value=new_id if new_id else gr.skip()), ""
+        create_button.click(on_create, [new_project], [status, project, new_project], api_visibility="private")
+        new_project.submit(on_create, [new_project], [status, project, new_project], api_visibility="private")
+
+        def on_rename(project_id, name):
+            message = projects.rename_project(ctx, project_id, name)
+            return message, gr.Dropdown(choices=projects.project_choices(ctx), value=project_id)
+        rename_button.click(on_rename, [project, rename_text], [status, project], api_visibility="private")
+
+        def on_delete(project_id, confirmed):
+            message = projects.delete_project(ctx, project_id, confirmed)
+            choices = projects.project_choices(ctx)
+            still = project_id in [v for _, v in choices]
+            return (message, gr.Dropdown(choices=choices, value=project_id if still else
+                                         (choices[0][1] if choices else None)), False)
+        delete_button.click(on_delete, [project, delete_confirm], [status, project, delete_confirm],
+                            api_visibility="private")
+
+        # ---- classes ----
+        def after_class_change(message, project_id, image_id):
+            return (message, *refresh_project(project_id, image_id))
+
+        class_outputs = [status, *project_outputs]
+        add_class_button.click(lambda p, n, c, i: (*after_class_change(projects.add_classes(ctx, p, n, c), p, i), ""),
+                               [project, new_classes, new_colour, image_pick], [*class_outputs, new_classes],
+                               api_visibility="private")
+        new_classes.submit(lambda p, n, c, i: (*after_class_change(projects.add_classes(ctx, p, n, c), p, i), ""),
+                           [project, new_classes, new_colour, image_pick], [*class_outputs, new_classes],
+                           api_visibility="private")
+        rename_class_button.click(lambda p, k, n, i: after_class_change(projects.rename_class(ctx, k, n), p, i),
+                                  [project, class_pick, class_name, image_pick], class_outputs,
+                                  api_visibility="private")
+        recolour_button.click(lambda p, k, c, i: after_class_change(projects.recolour_class(ctx, k, c), p, i),
+                              [project, class_pick, class_colour, image_pick], class_outputs, api_visibility="private")
+        delete_class_button.click(
+            lambda p, k, ok, i: (*after_class_change(projects.delete_class(ctx, k, ok), p, i), False),
+            [project, class_pick, delete_class_confirm, image_pick], [*class_outputs, delete_class_confirm],
+            api_visibility="private")
+
+        # ---- labelling ----
+        def open_image(image_id):
+            value, rev, image_split, info = labelling.editor_value(ctx, image_id)
+            return value, rev, image_split, info
+
+        image_pick.change(open_image, [image_pick], [annotator, revision, split, image_info],
+                          api_visibility="private")
+
+        def on_upload(project_id, files, add_as):
+            first_new, message = labelling.upload_images(ctx, project_id, files, add_as)
+            images = labelling.image_choices(ctx, project_id)
+            return message, gr.Dropdown(choices=images, value=first_new or gr.skip()), None
+        upload_button.click(on_upload, [project, uploads, upload_split], [status, image_pick, uploads],
+                            api_name="upload_images")
+
+        def on_save(project_id, image_id, rev, value):
+            message, new_rev = labelling.save_boxes(ctx, image_id, rev, value)
+            _, _, _, info = labelling.editor_value(ctx, image_id) if image_id is not None else (None, 0, 0, "")
+            return (message, new_rev, info,
+                    gr.Dropdown(choices=labelling.image_choices(ctx, project_id), value=image_id))
+        save_button.click(on_save, [project, image_pick, revision, annotator], [status, revision, image_info, image_pick],
+                          api_visibility="private")
+
+        def on_split(project_id, image_id, value):
+            message = labelling.set_split(ctx, image_id, value)
+            return message, gr.Dropdown(choices=labelling.image_choices(ctx, project_id), value=image_id)
+        split.input(on_split, [project, image_pick, split], [status, image_pick], api_visibility="private")
+
+        def on_delete_image(project_id, image_id):
+            message = labelling.delete_image(ctx, image_id)
+            images = labelling.image_choices(ctx, project_id)
+            return message, gr.Dropdown(choices=images, value=images[0][1] if images else None)
+        delete_image_button.click(on_delete_image, [project, image_pick], [status, image_pick],
+                                  api_visibility="private")
+        prev_button.click(lambda p, i: labelling.neighbour(ctx, p, i, -1), [project, image_pick], [image_pick],
+                          api_visibility="private")
+        next_button.click(lambda p, i: labelling.neighbour(ctx, p, i, +1), [project, image_pick], [image_pick],
+                          api_visibility="private")
+
+        def on_preannotate(project_id, image_id, source, threshold, current):
+            value, message = labelling.preannotate(ctx, project_id, image_id, source, threshold, current)
+            return value, message
+        pre_button.click(on_preannotate, [project, image_pick, pre_source, pre_threshold, annotator],
+                         [annotator, status], api_visibility="private")
+
+        # ---- tuning ----
+        def show_job(job_id):
+            text, points = tuning.job_view(ctx, job_id)
+            return text, _loss_frame(points)
+
+        def on_tune(project_id, method_name, step_count):
+            job_id, message = tuning.start_tuning(ctx, project_id, method_name, step_count)
+            jobs = tuning.job_choices(ctx, project_id)
+            return message, gr.Dropdown(choices=jobs, value=job_id or gr.skip()), *show_job(job_id)
+        tune_button.click(on_tune, [project, method, steps], [status, job_pick, progress, loss_plot],
+                          api_visibility="private")
+
+        def on_retry(project_id, job_id):
+            new_id, message = tuning.retry_job(ctx, job_id)
+            jobs = tuning.job_choices(ctx, project_id)
+            return message, gr.Dropdown(choices=jobs, value=new_id or job_id)
+        retry_button.click(on_retry, [project, job_pick], [status, job_pick], api_visibility="private")
+        cancel_button.click(lambda j: tuning.cancel_job(ctx, j), [job_pick], [status], api_visibility="private")
+        job_pick.change(show_job, [job_pick], [progress, loss_plot], api_visibility="private")
+        timer.tick(show_job, [job_pick], [progress, loss_plot], api_visibility="private", show_progress="hidden")
+
+        demo.load(refresh_project, [project], project_outputs, api_visibility="private")
+    return demo

@@ -1,0 +1,87 @@
+"""Tune tab: queue a tuning job, follow its progress and loss, cancel it or run an interrupted one again."""
+from __future__ import annotations
+
+from app import store
+from app.context import AppContext
+from app.ui.messages import from_error, ok, problem
+
+METHOD_HELP = {
+    "sdpt": "SDPT (default): shared prototype tokens in the fusion attention, ~0.04% of the parameters",
+    "text": "text-only context tokens (CoOp)",
+    "visual": "visual tokens in the image stream (VPT)",
+    "dual": "independent text and visual prompts",
+    "upt": "one shared prompt mapped to both streams (UPT)",
+    "dpt": "text prompts + class-aware visual prompts (DPT)",
+    "full": "full fine-tuning (largest file, slowest)",
+}
+
+
+def method_choices() -> list[tuple[str, str]]:
+    from sdpt.methods import METHODS
+
+    return [(METHOD_HELP.get(name, name), name) for name in METHODS]
+
+
+def start_tuning(ctx: AppContext, project_id: int | None, method: str, steps: float | None) -> tuple[int | None, str]:
+    if project_id is None:
+        return None, problem("create or choose a project first")
+    try:
+        with ctx.database.session() as session:
+            job = store.enqueue_job(session, project_id, method or "sdpt", int(steps or 0), ctx.models.model_id)
+            where = "" if ctx.settings.worker else " (waiting for a `python -m app.worker` process)"
+            return job.id, ok(f"queued tuning job {job.id}: {job.method}, {job.steps} steps on "
+                              f"{len(job.image_ids)} training images{where}; keep labelling while it runs")
+    except Exception as error:
+        return None, from_error(error)
+
+
+def job_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, int]]:
+    if project_id is None:
+        return []
+    with ctx.database.session() as session:
+        return [(f"job {j.id} · {j.method} · {j.steps} steps · queued {j.created_at:%Y-%m-%d %H:%M}", j.id)
+                for j in store.list_jobs(session, project_id)]
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def job_view(ctx: AppContext, job_id: int | None) -> tuple[str, list[list]]:
+    """(progress markdown, [[step, loss], ...]) of a job."""
+    if job_id is None:
+        return "No tuning job yet. Label some training images, then press **Tune**.", []
+    try:
+        with ctx.database.session() as session:
+            job = store.get_job(session, job_id)
+            loss = "-" if job.loss is None else f"{job.loss:.4f}"
+            text = (f"**Job {job.id}** · {job.method} · **{job.status}** · step **{job.step}/{job.steps}** · "
+                    f"loss {loss} · ETA {_eta(job.eta_s if job.status == 'running' else None)}  \n{job.message}")
+            return text, [list(point) for point in job.losses]
+    except Exception as error:
+        return from_error(error), []
+
+
+def cancel_job(ctx: AppContext, job_id: int | None) -> str:
+    if job_id is None:
+        return problem("choose a job to cancel")
+    try:
+        with ctx.database.session() as session:
+            job = store.request_cancel(session, job_id)
+            return ok(f"job {job.id}: {job.message}")
+    except Exception as error:
+        return from_error(error)
+
+
+def retry_job(ctx: AppContext, job_id: int | None) -> tuple[int | None, str]:
+    if job_id is None:
+        return None, problem("choose the interrupted, failed or cancelled job to run again")
+    try:
+        with ctx.database.session() as session:
+            job = store.retry_job(session, job_id)
+            return job.id, ok(f"queued job {job.id} with the same settings as job {job_id}")
+    except Exception as error:
+        return None, from_error(error)

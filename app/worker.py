@@ -1,0 +1,190 @@
+"""Background tuning: a worker claims queued jobs from the database, tunes, records progress and saves the prompt.
+
+Runs as a thread inside the app or on its own (`python -m app.worker --database-url URL --data-dir DIR`), so
+several machines can serve one queue; the database is the only link between the UI and the workers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import torch
+
+from app import store
+from app.db import Database
+from app.settings import Settings, build_parser, resolve
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+STALE_AFTER_S = 30.0  # a running job whose worker has been silent this long is taken as dead
+PROGRESS_EVERY_S = 0.5
+
+
+def training_set(session, job, images_dir):
+    """The job's images and boxes as an sdpt FewShotSet (classes in the order the job recorded)."""
+    from sdpt.data import FewShotSet, Sample
+
+    index = {name.casefold(): k for k, name in enumerate(job.class_names)}
+    samples = []
+    for image_id in job.image_ids:
+        record = session.get(store.ImageRecord, image_id)
+        if record is None:
+            continue  # deleted since the job was queued
+        kept = [(b, index[b.label.name_key]) for b in record.boxes if b.label.name_key in index]
+        boxes = torch.tensor([[b.x0, b.y0, b.x1, b.y1] for b, _ in kept], dtype=torch.float32).reshape(-1, 4)
+        classes = torch.tensor([k for _, k in kept], dtype=torch.long)
+        samples.append(Sample(store.image_file(images_dir, record), record.width, record.height, boxes, classes,
+                              image_id=record.id))
+    return FewShotSet(list(job.class_names), samples)
+
+
+class Worker:
+    """Claims and runs jobs one at a time; `detector_loader(model_id)` gives the (frozen) detector for a job."""
+
+    def __init__(self, database: Database, settings: Settings, detector_loader=None, worker_id: str | None = None,
+                 poll_s: float = 1.0, stale_after_s: float = STALE_AFTER_S):
+        self.database = database
+        self.stale_after_s = stale_after_s
+        self.settings = settings
+        self.poll_s = poll_s
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._detectors: dict[str, object] = {}
+        self._loader = detector_loader
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----
+    def start(self) -> "Worker":
+        self._thread = threading.Thread(target=self.run_forever, name="sdpt-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            self.recover_stale()
+            if not self.run_once():
+                self._stop.wait(self.poll_s)
+
+    def recover_stale(self) -> list[int]:
+        """Jobs left 'running' by a worker that died (this app before a restart, or another machine)."""
+        with self.database.session() as session:
+            recovered = store.mark_stale_jobs_interrupted(session, self.stale_after_s)
+        if recovered:
+            logger.info("marked jobs %s as interrupted: their worker stopped sending heartbeats", recovered)
+        return recovered
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when the queue was empty."""
+        with self.database.session() as session:
+            job = store.claim_job(session, self.worker_id)
+            if job is None:
+                return False
+            job_id = job.id
+        logger.info("worker %s claimed job %d", self.worker_id, job_id)
+        self._run(job_id)
+        return True
+
+    # ---- one job ----
+    def _detector(self, model_id: str):
+        if model_id not in self._detectors:
+            if self._loader is not None:
+                detector = self._loader(model_id)
+            else:
+                from sdpt.detector import load_detector
+                detector = load_detector(model_id)
+            self._detectors = {model_id: detector}  # keep one model in memory at a time
+        return self._detectors[model_id]
+
+    def _run(self, job_id: int) -> None:
+        from sdpt.config import TrainConfig
+        from sdpt.methods import build_method
+        from sdpt.prompt_io import read_prompt_config, save_prompt
+        from sdpt.train import tune
+
+        beat_stop = threading.Event()
+        cancel = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, beat_stop, cancel), daemon=True)
+        beat.start()
+        try:
+            with self.database.session() as session:
+                job = store.get_job(session, job_id)
+                dataset = training_set(session, job, self.settings.images_dir)
+                method, steps, model_id, project_id = job.method, job.steps, job.model_id, job.project_id
+            detector = self._detector(model_id)
+            prompt = build_method(method, detector)
+            config = TrainConfig(steps=steps)
+            last = [0.0]
+
+            def on_step(info):
+                now = time.monotonic()
+                if info.step in (1, info.total_steps) or now - last[0] >= PROGRESS_EVERY_S:
+                    last[0] = now
+                    with self.database.session() as session:
+                        if store.record_progress(session, job_id, info.step, info.loss, info.eta_s,
+                                                 f"tuning: step {info.step}/{info.total_steps}"):
+                            cancel.set()
+
+            with self.database.session() as session:
+                store.record_progress(session, job_id, 0, None, None,
+                                      f"tuning {method} on {len(dataset)} images, {dataset.num_boxes()} boxes")
+            result = tune(detector, dataset, prompt, config, on_step=on_step, should_stop=cancel.is_set)
+            if result.cancelled:
+                with self.database.session() as session:
+                    store.finish_job(session, job_id, "cancelled",
+                                     f"cancelled at step {len(result.history)}/{steps}; no prompt saved")
+                return
+            relative = f"{project_id}/job-{job_id}"
+            directory = save_prompt(result.prompt, self.settings.prompts_dir / relative, dataset.class_names,
+                                    extra={"job_id": job_id, "steps": steps})
+            final_loss = result.history[-1].loss if result.history else None
+            with self.database.session() as session:
+                job = store.get_job(session, job_id)
+                store.add_prompt(session, job, relative, read_prompt_config(directory), final_loss)
+                store.finish_job(session, job_id, "done",
+                                 f"done in {result.seconds:.0f} s; final loss {final_loss:.3f}; prompt saved")
+        except Exception as error:  # a failed job must never take the worker down
+            logger.exception("job %d failed", job_id)
+            with self.database.session() as session:
+                store.finish_job(session, job_id, "failed", f"failed: {error}")
+        finally:
+            beat_stop.set()
+
+    def _heartbeat(self, job_id: int, stop: threading.Event, cancel: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                with self.database.session() as session:
+                    if store.heartbeat(session, job_id):
+                        cancel.set()
+            except Exception:  # a busy database must not kill the heartbeat
+                logger.warning("heartbeat for job %d failed", job_id, exc_info=True)
+
+
+def main() -> None:
+    parser = build_parser("Run SDPT tuning jobs from the app's database queue.")
+    parser.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = resolve(args)
+    worker = Worker(Database(settings.database_url), settings)
+    if args.once:
+        worker.recover_stale()
+        worker.run_once()
+        return
+    try:
+        worker.run_forever()
+    except KeyboardInterrupt:
+        logger.info("worker stopped")
+
+
+if __name__ == "__main__":
+    main()

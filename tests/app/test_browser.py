@@ -1,0 +1,89 @@
+"""A real browser (Playwright driving Debian's Chromium) through the first-use path: create a project, add a class,
+upload an image, draw and save a box, tune, and wait for the job to finish. Screenshots go to test-artifacts/."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app import store
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (see .ci/run)")
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_first_use_label_and_tune(served_app, page, tmp_path):
+    from PIL import Image, ImageDraw
+
+    url, context, _worker = served_app
+    picture = tmp_path / "cells.png"
+    image = Image.new("RGB", (320, 240), (235, 235, 235))
+    ImageDraw.Draw(image).ellipse([100, 60, 200, 160], fill=(200, 30, 30))
+    image.save(picture)
+
+    page.goto(url)
+    page.get_by_text("Teach a detector your objects").wait_for()
+    shot(page, "01-first-start")
+
+    page.locator("#new-project textarea, #new-project input").first.fill("Blood cells")
+    page.locator("#create-project").click()
+    page.get_by_text("created project 'Blood cells'").wait_for()
+    page.locator("#new-classes textarea, #new-classes input").first.fill("red cell")
+    page.locator("#add-classes").click()
+    page.get_by_text("added 'red cell'").wait_for()
+    shot(page, "02-project-and-classes")
+
+    page.get_by_role("tab", name="2 · Label images").click()
+    page.locator("#uploads input[type=file]").set_input_files(str(picture))
+    page.locator("#add-images").click()
+    page.get_by_text("added 1 image").wait_for()
+    canvas = page.locator("#annotator canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(1000)
+    box = canvas.bounding_box()
+    # Drag a box over the middle of the displayed image (the annotator starts in draw mode).
+    x0, y0 = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.2, y0 + box["height"] * 0.3, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    page.locator("#save-boxes").click()
+    page.get_by_text("saved 1 boxes").wait_for()
+    shot(page, "03-box-saved")
+
+    with context.database.session() as session:
+        (project,) = store.list_projects(session)
+        (record,) = store.list_images(session, project.id)
+        (saved,) = record.boxes
+        assert saved.label.name == "red cell"
+        assert 0 <= saved.x0 < saved.x1 <= 320 and 0 <= saved.y0 < saved.y1 <= 240
+
+    page.get_by_role("tab", name="3 · Tune").click()
+    page.locator("#tune").click()
+    page.get_by_text("queued tuning job").wait_for()
+    page.locator("#job-progress").get_by_text("done", exact=False).wait_for(timeout=240_000)
+    shot(page, "04-tuning-done")
+    with context.database.session() as session:
+        (job,) = store.list_jobs(session, project.id)
+        assert job.status == "done" and job.step == job.steps
+        assert store.latest_prompt(session, project.id) is not None
