@@ -101,7 +101,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("3 · Tune", id="tune"):
                 with gr.Row():
                     method = gr.Dropdown(label="Method", choices=tuning.method_choices(), value="sdpt")
-                    steps = gr.Number(label="Steps", value=200, precision=0, minimum=1, maximum=100000)
+                    steps = gr.Number(label="Steps", value=200, precision=0, minimum=1, maximum=100000, elem_id="steps")
                     tune_button = gr.Button("Tune", variant="primary", elem_id="tune")
                 job_pick = gr.Dropdown(label="Job", choices=[], interactive=True, elem_id="job-pick")
                 progress = gr.Markdown(tuning.job_view(ctx, None)[0], elem_id="job-progress")
@@ -183,7 +183,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             images = labelling.image_choices(ctx, project_id)
             return message, gr.Dropdown(choices=images, value=first_new or gr.skip()), None
         upload_button.click(on_upload, [project, uploads, upload_split], [status, image_pick, uploads],
-                            api_name="upload_images")
+                            api_visibility="private")
 
         def on_save(project_id, image_id, rev, value):
             message, new_rev = labelling.save_boxes(ctx, image_id, rev, value)
