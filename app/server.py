@@ -8,21 +8,19 @@ from app.db import Database
 from app.models_service import ModelService
 from app.settings import Settings
 from app.ui.layout import SHORTCUTS_JS, build_ui
-from app.worker import Worker
+from app.worker import WorkerProcess
 
 logger = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, models: ModelService | None = None):
-    """(demo, context, worker or None). The worker loads its own copy of the model so tuning never touches the
-    detector the UI uses for pre-annotation."""
+    """(demo, context, worker or None). The worker is a child process with its own copy of the model, so tuning
+    neither touches the detector the UI uses for pre-annotation nor slows the web server."""
     models = models or ModelService(settings.model)
     context = AppContext(Database(settings.database_url), settings, models)
     worker = None
     if settings.worker:
-        from sdpt.detector import load_detector
-
-        worker = Worker(context.database, settings, detector_loader=load_detector).start()
+        worker = WorkerProcess(settings).start(preload=models.model_id)
     demo = build_ui(context)
     demo.queue(default_concurrency_limit=16)  # saving boxes must not wait behind other users' requests
     return demo, context, worker

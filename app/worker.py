@@ -47,7 +47,8 @@ class Worker:
     """Claims and runs jobs one at a time; `detector_loader(model_id)` gives the (frozen) detector for a job."""
 
     def __init__(self, database: Database, settings: Settings, detector_loader=None, worker_id: str | None = None,
-                 poll_s: float = 1.0, stale_after_s: float = STALE_AFTER_S):
+                 poll_s: float = 1.0, stale_after_s: float = STALE_AFTER_S, stop_event=None, ready_event=None,
+                 parent_pid: int | None = None):
         self.database = database
         self.stale_after_s = stale_after_s
         self.settings = settings
@@ -55,12 +56,15 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._detectors: dict[str, object] = {}
         self._loader = detector_loader
-        self._stop = threading.Event()
+        self._stop = stop_event or threading.Event()
+        self.ready = ready_event or threading.Event()  # set once the preloaded model is in memory
+        self.parent_pid = parent_pid  # in a child process of the app: exit when the app is gone
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle ----
-    def start(self) -> "Worker":
-        self._thread = threading.Thread(target=self.run_forever, name="sdpt-worker", daemon=True)
+    def start(self, preload: str | None = None) -> "Worker":
+        """Run in a background thread; `preload` loads that model first so the first job starts at once."""
+        self._thread = threading.Thread(target=self.run_forever, args=(preload,), name="sdpt-worker", daemon=True)
         self._thread.start()
         return self
 
@@ -69,8 +73,14 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def run_forever(self) -> None:
-        while not self._stop.is_set():
+    def run_forever(self, preload: str | None = None) -> None:
+        if preload:
+            try:
+                self._detector(preload)
+            except Exception:  # the job that needs it will fail with the reason
+                logger.exception("could not preload %s", preload)
+        self.ready.set()
+        while not self._stop.is_set() and not self._orphaned():
             self.recover_stale()
             if not self.run_once():
                 self._stop.wait(self.poll_s)
@@ -159,14 +169,57 @@ class Worker:
         finally:
             beat_stop.set()
 
+    def _orphaned(self) -> bool:
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
     def _heartbeat(self, job_id: int, stop: threading.Event, cancel: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
+            if self._orphaned():
+                # The app died: stop at once, without a last word, so the job goes stale and shows as interrupted.
+                logger.error("the app process is gone; worker exits")
+                os._exit(1)
             try:
                 with self.database.session() as session:
                     if store.heartbeat(session, job_id):
                         cancel.set()
             except Exception:  # a busy database must not kill the heartbeat
                 logger.warning("heartbeat for job %d failed", job_id, exc_info=True)
+
+
+def _worker_process_main(settings: Settings, preload: str | None, stop_event, ready_event, parent_pid: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(name)s %(message)s")
+    os.nice(10)  # the web server comes first: saving a box must not wait behind a tuning step
+    worker = Worker(Database(settings.database_url), settings, stop_event=stop_event, ready_event=ready_event,
+                    parent_pid=parent_pid)
+    worker.run_forever(preload)
+
+
+class WorkerProcess:
+    """The app's own worker, in a child process: tuning never competes with the web server for Python's GIL,
+    so saving boxes stays fast while a job runs. It exits when the app process is gone."""
+
+    def __init__(self, settings: Settings):
+        import multiprocessing
+
+        self._context = multiprocessing.get_context("spawn")  # no fork: the parent holds server threads
+        self._settings = settings
+        self._stop = self._context.Event()
+        self.ready = self._context.Event()
+        self.process = None
+
+    def start(self, preload: str | None = None) -> "WorkerProcess":
+        self.process = self._context.Process(target=_worker_process_main, daemon=True, name="sdpt-worker",
+                                             args=(self._settings, preload, self._stop, self.ready, os.getpid()))
+        self.process.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self.process is not None:
+            self.process.join(timeout)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(10)
 
 
 def main() -> None:

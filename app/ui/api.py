@@ -61,4 +61,4 @@ def register(ctx: AppContext) -> None:
         return _call(ctx, lambda s: {"status": store.request_cancel(s, int(job_id)).status})
 
     for fn in (create_project, add_class, add_image, get_boxes, save_boxes, tune, job_status, cancel_job):
-        gr.api(fn, api_name=fn.__name__)
+        gr.api(fn, api_name=fn.__name__, queue=False)

@@ -236,5 +236,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         job_pick.change(show_job, [job_pick], [progress, loss_plot], api_visibility="private")
         timer.tick(show_job, [job_pick], [progress, loss_plot], api_visibility="private", show_progress="hidden")
 
-        demo.load(refresh_project, [project], project_outputs, api_visibility="private")
+        def on_page_load(project_id):
+            # choices are read per page load: projects made in other tabs (or by the API) since start-up appear
+            choices = projects.project_choices(ctx)
+            ids = [value for _, value in choices]
+            chosen = project_id if project_id in ids else (ids[0] if ids else None)
+            return gr.Dropdown(choices=choices, value=chosen), *refresh_project(chosen)
+        demo.load(on_page_load, [project], [project, *project_outputs], api_visibility="private")
     return demo
