@@ -100,3 +100,21 @@ class ModelService:
         with self.lock:
             prompt = self.prompt(prompt_dir) if prompt_dir is not None else None
             return detect(self.detector, [image_path], class_names, prompt, threshold=threshold)[0]
+
+    def detect_both(self, images: list, class_names: list[str], prompt_dir: Path, threshold: float,
+                    top_k: int = 100):
+        """(zero-shot, prompted) detections per image from one call that shares the prompt-independent work."""
+        from sdpt.inference import detect_both
+
+        with self.lock:
+            return detect_both(self.detector, images, class_names, self.prompt(prompt_dir), threshold=threshold,
+                               top_k=top_k)
+
+    def cams(self, image, class_names: list[str], class_index: int, prompt_dir: Path):
+        """(zero-shot map, prompted map), each (height, width) in [0, 1]."""
+        from sdpt.cam import class_cam
+
+        with self.lock:
+            prompt = self.prompt(prompt_dir)
+            return (class_cam(self.detector, image, class_names, class_index),
+                    class_cam(self.detector, image, class_names, class_index, prompt=prompt))

@@ -6,7 +6,8 @@ import pandas as pd
 from gradio_image_annotation import image_annotator
 
 from app.context import AppContext
-from app.ui import api, labelling, projects, tuning
+from app.ui.messages import from_error as from_error_text
+from app.ui import api, compare, evaluation, exchange_tab, labelling, projects, tuning
 
 INTRO = """# Teach a detector your objects
 **New here?** 1) Create a project and list the classes you care about (tab 1). 2) Upload a handful of images and
@@ -45,7 +46,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         first = projects.project_choices(ctx)
         project = gr.Dropdown(label="Project", choices=first, value=first[0][1] if first else None,
                               elem_id="project", interactive=True)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("1 · Project and classes", id="projects"):
                 with gr.Row():
                     new_project = gr.Textbox(label="New project", placeholder="e.g. blood cells", elem_id="new-project")
@@ -110,6 +111,55 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     cancel_button = gr.Button("Cancel job", elem_id="cancel-job")
                     retry_button = gr.Button("Run again", elem_id="retry-job")
                 timer = gr.Timer(1.0)
+            with gr.Tab("4 · Compare and explain", id="compare") as compare_tab:
+                prompt_pick = gr.Dropdown(label="Prompt", choices=[], interactive=True, elem_id="prompt-pick")
+                with gr.Row():
+                    compare_image = gr.Dropdown(label="Project image", choices=[], interactive=True,
+                                                elem_id="compare-image")
+                    compare_upload = gr.Image(label="...or a new image (not stored)", type="filepath",
+                                              sources=["upload"], height=160, elem_id="compare-upload")
+                    with gr.Column():
+                        compare_threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
+                        compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
+                with gr.Row():
+                    zero_view = gr.Image(label="Zero-shot", interactive=False, elem_id="zero-shot-view")
+                    tuned_view = gr.Image(label="Prompted", interactive=False, elem_id="prompted-view")
+                counts = gr.Dataframe(headers=["class", "zero-shot", "prompted"], interactive=False,
+                                      elem_id="counts")
+                gr.Markdown(compare.CAM_HELP)
+                with gr.Row():
+                    cam_class = gr.Dropdown(label="Class to explain", choices=[], interactive=True,
+                                            elem_id="cam-class")
+                    cam_button = gr.Button("Show heat-maps", elem_id="explain")
+                with gr.Row():
+                    zero_cam = gr.Image(label="Zero-shot looks here", interactive=False, elem_id="zero-shot-cam")
+                    tuned_cam = gr.Image(label="Prompted looks here", interactive=False, elem_id="prompted-cam")
+            with gr.Tab("5 · Evaluate", id="evaluate") as evaluate_tab:
+                gr.Markdown("COCO mAP of both models on the project's **held-out** images (mark some labelled images "
+                            "as held-out in tab 2). Click an image row to open it in the comparison view.")
+                evaluate_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate")
+                evaluation_summary = gr.Markdown("", elem_id="evaluation-summary")
+                per_class = gr.Dataframe(headers=["class", "AP zero-shot", "AP prompted", "change"],
+                                         interactive=False, elem_id="per-class")
+                per_image = gr.Dataframe(headers=["image id", "image", "AP50 zero-shot", "AP50 prompted", "change",
+                                                  ""], interactive=False, elem_id="per-image")
+            with gr.Tab("6 · Import / export", id="exchange") as exchange_tab_ui:
+                with gr.Row():
+                    with gr.Column():
+                        gr.Markdown("**Project as COCO** (annotations.json + images, zipped)")
+                        export_button = gr.Button("Export project", elem_id="export-project")
+                        export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
+                        import_file = gr.File(label="Import a COCO zip into this project", file_types=[".zip"],
+                                              elem_id="import-file")
+                        import_button = gr.Button("Import", elem_id="import-project")
+                    with gr.Column():
+                        gr.Markdown("**Prompt files** (a few hundred KB; they work only with the base model they "
+                                    "were tuned on)")
+                        prompt_export_button = gr.Button("Download the chosen prompt (tab 4)", elem_id="export-prompt")
+                        prompt_file = gr.File(label="Download", interactive=False, elem_id="prompt-file")
+                        prompt_upload = gr.File(label="Load a prompt file into this project", file_types=[".zip"],
+                                                elem_id="prompt-upload")
+                        prompt_import_button = gr.Button("Load prompt", elem_id="import-prompt")
         api.register(ctx)
 
         # ---- wiring: project level ----
@@ -123,9 +173,20 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                                                                       value=None),
                     image_annotator(label_list=labels, label_colors=colours),
                     gr.Dropdown(choices=images, value=chosen),
-                    gr.Dropdown(choices=jobs, value=jobs[0][1] if jobs else None))
+                    gr.Dropdown(choices=jobs, value=jobs[0][1] if jobs else None),
+                    *refresh_compare(project_id))
 
-        project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick]
+        def refresh_compare(project_id, image_id=None):
+            prompts = compare.prompt_choices(ctx, project_id)
+            images = labelling.image_choices(ctx, project_id)
+            ids = [value for _, value in images]
+            labels, _ = projects.labels_and_colours(ctx, project_id)
+            return (gr.Dropdown(choices=prompts, value=prompts[0][1] if prompts else None),
+                    gr.Dropdown(choices=images, value=image_id if image_id in ids else (ids[0] if ids else None)),
+                    gr.Dropdown(choices=labels, value=labels[0] if labels else None))
+
+        compare_outputs = [prompt_pick, compare_image, cam_class]
+        project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick, *compare_outputs]
         project.change(refresh_project, [project], project_outputs)
 
         def on_create(name):
@@ -242,5 +303,44 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             ids = [value for _, value in choices]
             chosen = project_id if project_id in ids else (ids[0] if ids else None)
             return gr.Dropdown(choices=choices, value=chosen), *refresh_project(chosen)
+        # ---- compare, explain, evaluate, exchange ----
+        compare_tab.select(lambda p, i: refresh_compare(p, i), [project, compare_image], compare_outputs,
+                           api_visibility="private")
+        evaluate_tab.select(lambda p, i: refresh_compare(p, i), [project, compare_image], compare_outputs,
+                            api_visibility="private")
+        compare_inputs = [project, prompt_pick, compare_image, compare_upload, compare_threshold]
+        compare_button.click(lambda *a: compare.compare(ctx, *a), compare_inputs,
+                             [zero_view, tuned_view, counts, status], api_visibility="private")
+        cam_button.click(lambda p, k, i, u, c: compare.explain(ctx, p, k, i, u, c),
+                         [project, prompt_pick, compare_image, compare_upload, cam_class],
+                         [zero_cam, tuned_cam, status], api_visibility="private")
+
+        def on_evaluate(project_id, prompt_id):
+            try:
+                report = evaluation.evaluate_project(ctx, project_id, prompt_id)
+            except Exception as error:
+                return from_error_text(error), [], []
+            return (evaluation.summary_markdown(report), evaluation.per_class_rows(report),
+                    evaluation.per_image_rows(ctx, report))
+        evaluate_button.click(on_evaluate, [project, prompt_pick], [evaluation_summary, per_class, per_image],
+                              api_visibility="private")
+
+        def open_in_compare(event: gr.SelectData):
+            row = event.row_value or []
+            image_id = int(row[0]) if row else None
+            return gr.Tabs(selected="compare"), gr.Dropdown(value=image_id), None
+        per_image.select(open_in_compare, None, [tabs, compare_image, compare_upload], api_visibility="private").then(
+            lambda *a: compare.compare(ctx, *a), compare_inputs, [zero_view, tuned_view, counts, status],
+            api_visibility="private")
+
+        export_button.click(lambda p: exchange_tab.export_project(ctx, p), [project], [export_file, status],
+                            api_visibility="private")
+        import_button.click(lambda p, f: (exchange_tab.import_project(ctx, p, f), *refresh_project(p)),
+                            [project, import_file], [status, *project_outputs], api_visibility="private")
+        prompt_export_button.click(lambda k: exchange_tab.export_prompt(ctx, k), [prompt_pick], [prompt_file, status],
+                                   api_visibility="private")
+        prompt_import_button.click(lambda p, f: (exchange_tab.import_prompt(ctx, p, f), *refresh_compare(p)),
+                                   [project, prompt_upload], [status, *compare_outputs], api_visibility="private")
+
         demo.load(on_page_load, [project], [project, *project_outputs], api_visibility="private")
     return demo

@@ -91,3 +91,17 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
         (job,) = store.list_jobs(session, project.id)
         assert job.status == "done" and job.step == job.steps == 20
         assert store.latest_prompt(session, project.id) is not None
+
+    # Part 2: the comparison view and the heat-maps for the prompt just tuned
+    page.get_by_role("tab", name="4 · Compare and explain").click()
+    page.wait_for_function("() => (document.querySelector('#prompt-pick input')?.value || '').includes('job 1')")
+    page.locator("#compare").click()
+    page.get_by_text("zero-shot and", exact=False).wait_for(timeout=120_000)
+    page.locator("#zero-shot-view img").wait_for()
+    page.locator("#prompted-view img").wait_for()
+    shot(page, "05-compare")
+    page.locator("#explain").click()
+    page.get_by_text("where each model looks for 'red cell'").wait_for(timeout=120_000)
+    page.locator("#zero-shot-cam img").wait_for()
+    page.locator("#prompted-cam img").wait_for()
+    shot(page, "06-cam")

@@ -1,0 +1,120 @@
+"""Compare tab: zero-shot and prompted detections side by side (one shared call), and class CAMs for both."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from app import store
+from app.context import AppContext
+from app.ui.messages import from_error, ok, problem
+from sdpt.cam import describe_cam
+from sdpt.data import DataError, load_image
+
+CAM_HELP = (f"**How the heat-map is made:** {describe_cam()}. Two maps (zero-shot and prompted) cost about two "
+            "detections' worth of time each; red = where the evidence for the chosen class lies.")
+
+
+def prompt_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, int]]:
+    """The project's prompts that fit the loaded model, newest first."""
+    if project_id is None:
+        return []
+    with ctx.database.session() as session:
+        project = store.get_project(session, project_id)
+        fingerprint = ctx.models.fingerprint()
+        rows = sorted((p for p in project.prompts if p.base_fingerprint == fingerprint), key=lambda p: -p.id)
+        return [(f"{'job ' + str(p.job_id) if p.job_id else 'imported'} · {p.method} · "
+                 f"{p.trainable_parameters:,} parameters · {p.created_at:%Y-%m-%d %H:%M}", p.id) for p in rows]
+
+
+def prompt_dir(ctx: AppContext, prompt_id: int | None) -> Path | None:
+    if prompt_id is None:
+        return None
+    with ctx.database.session() as session:
+        record = session.get(store.PromptRecord, prompt_id)
+        return ctx.settings.prompts_dir / record.relative_dir if record else None
+
+
+def _image(ctx: AppContext, image_id: int | None, upload: str | None) -> tuple[Image.Image, str]:
+    """The picture to compare: a new upload (checked, not stored) or a project image."""
+    if upload:
+        try:
+            return load_image(upload), Path(upload).name
+        except DataError as error:
+            raise store.StoreError(str(error).replace(f"image '{upload}'", "the uploaded image")) from error
+    if image_id is None:
+        raise store.StoreError("choose a project image or upload one to compare")
+    with ctx.database.session() as session:
+        record = store.get_image(session, image_id)
+        return load_image(store.image_file(ctx.settings.images_dir, record)), record.original_name
+
+
+def _classes(ctx: AppContext, project_id: int) -> tuple[list[str], dict[str, str]]:
+    with ctx.database.session() as session:
+        classes = store.list_classes(session, project_id)
+        return [c.name for c in classes], {c.name: c.colour for c in classes}
+
+
+def draw_detections(image: Image.Image, found, colours: dict[str, str]) -> Image.Image:
+    canvas = image.copy()
+    pen = ImageDraw.Draw(canvas)
+    width = max(2, round(min(image.size) / 200))
+    for box, cls, score in zip(found.boxes.tolist(), found.classes.tolist(), found.scores.tolist()):
+        name = found.class_names[cls]
+        colour = colours.get(name, "#ff0000")
+        pen.rectangle(box, outline=colour, width=width)
+        label = f"{name} {score:.2f}"
+        left, top = box[0], max(0, box[1] - 12)
+        pen.rectangle(pen.textbbox((left, top), label), fill=colour)
+        pen.text((left, top), label, fill="white")
+    return canvas
+
+
+def compare(ctx: AppContext, project_id: int | None, prompt_id: int | None, image_id: int | None,
+            upload: str | None, threshold: float):
+    """(zero-shot picture, prompted picture, [[class, zero-shot count, prompted count]], message)."""
+    if project_id is None:
+        return None, None, [], problem("choose a project first")
+    directory = prompt_dir(ctx, prompt_id)
+    if directory is None:
+        return None, None, [], problem("no prompt to compare yet: tune one (tab 3) or load a prompt file (tab 6)")
+    try:
+        names, colours = _classes(ctx, project_id)
+        if not names:
+            return None, None, [], problem("add classes first")
+        picture, shown = _image(ctx, image_id, upload)
+        start = time.perf_counter()
+        (zero,), (tuned,) = ctx.models.detect_both([picture], names, directory, threshold)
+        seconds = time.perf_counter() - start
+    except Exception as error:
+        return None, None, [], from_error(error)
+    counts = [[name, int((zero.classes == k).sum()), int((tuned.classes == k).sum())] for k, name in enumerate(names)]
+    counts.append(["all", len(zero), len(tuned)])
+    return (draw_detections(picture, zero, colours), draw_detections(picture, tuned, colours), counts,
+            ok(f"'{shown}': {len(zero)} zero-shot and {len(tuned)} prompted detections with score >= "
+               f"{threshold:.2f} ({seconds:.1f} s for both)"))
+
+
+def explain(ctx: AppContext, project_id: int | None, prompt_id: int | None, image_id: int | None,
+            upload: str | None, class_name: str | None):
+    """(zero-shot CAM overlay, prompted CAM overlay, message)."""
+    from sdpt.cam import cam_overlay
+
+    if project_id is None:
+        return None, None, problem("choose a project first")
+    directory = prompt_dir(ctx, prompt_id)
+    if directory is None:
+        return None, None, problem("no prompt yet: tune one (tab 3) or load a prompt file (tab 6)")
+    try:
+        names, _ = _classes(ctx, project_id)
+        if class_name not in names:
+            return None, None, problem("choose the class to explain")
+        picture, shown = _image(ctx, image_id, upload)
+        start = time.perf_counter()
+        zero, tuned = ctx.models.cams(picture, names, names.index(class_name), directory)
+        seconds = time.perf_counter() - start
+    except Exception as error:
+        return None, None, from_error(error)
+    return (cam_overlay(picture, zero), cam_overlay(picture, tuned),
+            ok(f"where each model looks for '{class_name}' in '{shown}' ({seconds:.1f} s for both maps)"))
