@@ -7,6 +7,7 @@ import socket
 import threading
 from pathlib import Path
 
+from app.gpu import gpu
 from app.settings import DEFAULT_MODEL, SHIPPED_MODEL
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class ModelService:
             self._prompt_cache = {key: prompt}  # the latest prompt is what pre-annotation uses
         return self._prompt_cache[key]
 
+    @gpu(duration=60)
     def detect(self, image_path: Path, class_names: list[str], prompt_dir: Path | None, threshold: float):
         from sdpt.inference import detect
 
@@ -101,6 +103,7 @@ class ModelService:
             prompt = self.prompt(prompt_dir) if prompt_dir is not None else None
             return detect(self.detector, [image_path], class_names, prompt, threshold=threshold)[0]
 
+    @gpu(duration=120)
     def detect_both(self, images: list, class_names: list[str], prompt_dir: Path, threshold: float,
                     top_k: int = 100):
         """(zero-shot, prompted) detections per image from one call that shares the prompt-independent work."""
@@ -110,6 +113,7 @@ class ModelService:
             return detect_both(self.detector, images, class_names, self.prompt(prompt_dir), threshold=threshold,
                                top_k=top_k)
 
+    @gpu(duration=60)
     def cams(self, image, class_names: list[str], class_index: int, prompt_dir: Path):
         """(zero-shot map, prompted map), each (height, width) in [0, 1]."""
         from sdpt.cam import class_cam

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import logging
+import os
+
+import gradio as gr
 
 from app.context import AppContext
 from app.db import Database
 from app.models_service import ModelService
 from app.settings import Settings
 from app.ui.layout import SHORTCUTS_JS, build_ui
-from app.worker import WorkerProcess
+from app.gpu import TUNING_CHUNK_S, gpu, on_zero_gpu
+from app.worker import Worker, WorkerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +23,23 @@ def build_app(settings: Settings, models: ModelService | None = None):
     models = models or ModelService(settings.model)
     context = AppContext(Database(settings.database_url), settings, models)
     worker = None
-    if settings.worker:
-        worker = WorkerProcess(settings).start(preload=models.model_id)
     demo = build_ui(context)
+    if settings.worker and on_zero_gpu():
+        # ZeroGPU lends the GPU only inside request handlers: a timer drives tuning in bounded chunks instead of a
+        # background process; each chunk resumes the paused run exactly (sdpt.train.tune(resume=...)).
+        chunk_worker = Worker(context.database, settings, worker_id=f"zerogpu:{os.getpid()}",
+                              stale_after_s=600.0)
+
+        @gpu(duration=int(TUNING_CHUNK_S) + 45)
+        def tuning_chunk() -> None:
+            chunk_worker.recover_stale()  # a run paused by an app that has since restarted cannot go on
+            chunk_worker.run_chunk(TUNING_CHUNK_S)
+
+        with demo:
+            gr.Timer(5.0).tick(tuning_chunk, None, None, api_visibility="private", show_progress="hidden",
+                               concurrency_limit=1, trigger_mode="once")
+    elif settings.worker:
+        worker = WorkerProcess(settings).start(preload=models.model_id)
     demo.queue(default_concurrency_limit=16)  # saving boxes must not wait behind other users' requests
     return demo, context, worker
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
 
 import torch
+from sqlalchemy import select
 
 from app import store
 from app.db import Database
@@ -93,6 +95,24 @@ class Worker:
             logger.info("marked jobs %s as interrupted: their worker stopped sending heartbeats", recovered)
         return recovered
 
+    def run_chunk(self, max_seconds: float) -> bool:
+        """Run at most about `max_seconds` of tuning: the job this worker paused earlier, else a queued one.
+
+        For time-limited GPU calls (ZeroGPU): between chunks the job stays 'running' and its optimizer state waits on
+        disk; the chunks together give the same prompt as one run. False when there was nothing to do.
+        """
+        with self.database.session() as session:
+            job_id = session.scalar(select(store.TuningJob.id).where(store.TuningJob.status == "running",
+                                                                     store.TuningJob.worker_id == self.worker_id)
+                                    .order_by(store.TuningJob.id).limit(1))
+            if job_id is None:
+                job = store.claim_job(session, self.worker_id)
+                if job is None:
+                    return False
+                job_id = job.id
+        self._run(job_id, max_seconds=max_seconds)
+        return True
+
     def run_once(self) -> bool:
         """Claim and run one job; False when the queue was empty."""
         with self.database.session() as session:
@@ -115,10 +135,10 @@ class Worker:
             self._detectors = {model_id: detector}  # keep one model in memory at a time
         return self._detectors[model_id]
 
-    def _run(self, job_id: int) -> None:
+    def _run(self, job_id: int, max_seconds: float | None = None) -> None:
         from sdpt.config import TrainConfig
         from sdpt.methods import build_method
-        from sdpt.prompt_io import read_prompt_config, save_prompt
+        from sdpt.prompt_io import STATE_META, load_tune_state, read_prompt_config, save_prompt, save_tune_state
         from sdpt.train import tune
 
         beat_stop = threading.Event()
@@ -144,10 +164,22 @@ class Worker:
                                                  f"tuning: step {info.step}/{info.total_steps}"):
                             cancel.set()
 
-            with self.database.session() as session:
-                store.record_progress(session, job_id, 0, None, None,
-                                      f"tuning {method} on {len(dataset)} images, {dataset.num_boxes()} boxes")
-            result = tune(detector, dataset, prompt, config, on_step=on_step, should_stop=cancel.is_set)
+            paused_dir = self.settings.data_dir / "runs" / f"job-{job_id}"
+            state = load_tune_state(paused_dir, prompt) if (paused_dir / STATE_META).is_file() else None
+            if state is None:
+                with self.database.session() as session:
+                    store.record_progress(session, job_id, 0, None, None,
+                                          f"tuning {method} on {len(dataset)} images, {dataset.num_boxes()} boxes")
+            result = tune(detector, dataset, prompt, config, on_step=on_step, should_stop=cancel.is_set,
+                          resume=state, max_seconds=max_seconds)
+            if result.state is not None and not result.cancelled:
+                save_tune_state(paused_dir, prompt, result.state)
+                with self.database.session() as session:
+                    store.record_progress(session, job_id, result.state.step, result.history[-1].loss,
+                                          result.history[-1].eta_s,
+                                          f"step {result.state.step}/{steps}; goes on in the next GPU call")
+                return
+            shutil.rmtree(paused_dir, ignore_errors=True)
             if result.cancelled:
                 with self.database.session() as session:
                     store.finish_job(session, job_id, "cancelled",

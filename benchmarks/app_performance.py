@@ -120,11 +120,14 @@ def _gradio_client_latency(url: str, image_id: int, calls: int) -> float:
     return statistics.median(times)
 
 
-def box_saves_under_load(url: str, image_ids: list[int], clients: int, seconds: float, period: float = 1.0
-                         ) -> list[float]:
-    """The clients run in their own process, so they do not share the server's Python interpreter."""
+def box_saves_under_load(url: str, image_ids: list[int], clients: int, seconds: float, period: float = 1.0,
+                         own_process: bool = True) -> list[float]:
+    """The clients run in their own process, so they do not share the server's Python interpreter (the quick
+    smoke run keeps them in this process to save a process start)."""
     import multiprocessing
 
+    if not own_process:
+        return _client_threads(url, image_ids, clients, seconds, period)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_client_threads, (url, image_ids, clients, seconds, period))
 
@@ -158,7 +161,8 @@ def measure(model: str, quick: bool) -> dict:
                 if store.get_job(session, long_job).status == "running":
                     break
             time.sleep(0.2)
-        latencies = box_saves_under_load(url, image_ids, clients=8, seconds=6 if quick else 60)
+        latencies = box_saves_under_load(url, image_ids, clients=8, seconds=4 if quick else 60,
+                                         own_process=not quick)
         client_s = _gradio_client_latency(url, image_ids[0], 5 if quick else 20)
         with context.database.session() as session:
             tuned_steps = store.get_job(session, long_job).step

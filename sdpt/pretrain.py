@@ -29,10 +29,17 @@ HELD_OUT_SEED = 10_000  # the held-out pre-training-concept set: `python -m sdpt
 
 
 def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes: int):
-    """(class names of the prompt, targets) for one scene: its classes plus random absent ones, shuffled."""
+    """(class names of the prompt, targets) for one scene: its classes plus absent ones, shuffled.
+
+    With `max_classes` >= the class count every prompt names every class (as evaluation does); otherwise a random
+    number of random absent classes is added.
+    """
     present = sorted({name for _, name in objects})
     absent = [n for n in class_names if n not in present]
-    extra = rng.randint(max(0, 4 - len(present)), max(0, max_classes - len(present)))
+    if max_classes >= len(class_names):
+        extra = len(absent)
+    else:
+        extra = rng.randint(max(0, 4 - len(present)), max(0, max_classes - len(present)))
     names = present + rng.sample(absent, min(extra, len(absent)))
     rng.shuffle(names)
     index = {name: k for k, name in enumerate(names)}
@@ -98,13 +105,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-classes", type=int, default=24,
+                        help="classes per prompt (present + random absent ones); >= 48 names all, as evaluation does")
     parser.add_argument("--resume", type=Path, default=None,
                         help="continue from a checkpoint directory (use a new --seed so the scenes are new)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
-    best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every, resume=args.resume)
+    best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every,
+                    max_classes=args.max_classes, resume=args.resume)
     logger.info("best held-out checkpoint: %s, saved to %s", best, args.out)
 
 

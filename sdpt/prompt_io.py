@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from sdpt.config import ConfigError, to_dict
 from sdpt.methods import METHODS, PromptMethod, build_method
@@ -83,3 +83,41 @@ def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:
         raise PromptFileError(f"{directory / WEIGHTS_NAME} does not match its config ({error})") from error
     prompt.eval()
     return prompt, config
+
+
+STATE_NAME = "tune_state.safetensors"
+STATE_META = "tune_state.json"
+
+
+def save_tune_state(directory: str | Path, prompt: PromptMethod, state) -> Path:
+    """A paused run (see `tune(max_seconds=...)`): prompt tensors, optimizer moments (safetensors) and the step and
+    optimizer settings (JSON); no pickle anywhere."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{index}.{name}": value.detach().contiguous().cpu() for index, entry in state.optimizer["state"].items()
+               for name, value in entry.items()}
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
+              for group in state.optimizer["param_groups"]]
+    save_model(prompt, str(directory / WEIGHTS_NAME))
+    save_file(tensors, str(directory / STATE_NAME))
+    (directory / STATE_META).write_text(json.dumps({"step": state.step, "param_groups": groups}))
+    return directory
+
+
+def load_tune_state(directory: str | Path, prompt: PromptMethod):
+    """Restore a paused run's prompt tensors into `prompt` and return its `TuneState`."""
+    from sdpt.train import TuneState
+
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / STATE_META).read_text())
+        tensors = load_file(str(directory / STATE_NAME))
+        load_model(prompt, str(directory / WEIGHTS_NAME), strict=True, device=str(prompt.detector.device))
+    except (OSError, ValueError, SafetensorError, RuntimeError) as error:
+        raise PromptFileError(f"'{directory}' holds no readable paused tuning run ({error})") from error
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value.to(prompt.detector.device) if name != "step" else value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in meta["param_groups"]]
+    return TuneState(meta["step"], {"state": state, "param_groups": groups})

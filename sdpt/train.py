@@ -6,6 +6,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,11 +33,24 @@ class StepInfo:
 
 
 @dataclass
+class TuneState:
+    """Where a tuning run stands between chunks: steps done and the optimizer's state (the prompt holds the rest)."""
+
+    step: int
+    optimizer: dict
+
+
+@dataclass
 class TuneResult:
     prompt: PromptMethod
     history: list[StepInfo]
     cancelled: bool
     seconds: float
+    state: TuneState | None = None  # set when the run paused before its last step (resume with `resume=`)
+
+    @property
+    def finished(self) -> bool:
+        return not self.cancelled and self.state is None
 
 
 def seed_everything(seed: int) -> None:
@@ -80,11 +94,16 @@ def _schedule(config: TrainConfig):
 
 def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfig | None = None,
          on_step: Callable[[StepInfo], None] | None = None,
-         should_stop: Callable[[], bool] | None = None) -> TuneResult:
+         should_stop: Callable[[], bool] | None = None, resume: TuneState | None = None,
+         max_seconds: float | None = None) -> TuneResult:
     """Train `prompt`'s parameters on `dataset` with the detector frozen; return the prompt and the loss history.
 
     Batches are drawn once (seeded) and kept for the whole run, their order shuffled each epoch, so the
     prompt-independent prefix of every batch is computed once and replayed after that.
+
+    Chunked runs (for time-limited GPU calls): `max_seconds` pauses after the step that crosses it and returns a
+    `state`; `tune(..., resume=state)` on the same prompt goes on exactly where it stopped (same batches, order,
+    schedule and optimizer moments), so chunks give the same prompt as one run.
     """
     config = config or TrainConfig()
     config.validate()
@@ -111,9 +130,25 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     start = time.perf_counter()
     cancelled = False
     epoch_order: list[int] = []
+    first_step = 0
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        for _ in range(resume.step):  # replay the scheduler and the epoch shuffles the earlier chunks drew
+            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+                warnings.simplefilter("ignore", UserWarning)
+                scheduler.step()
+            if not epoch_order:
+                epoch_order = torch.randperm(len(batches)).tolist()
+            epoch_order.pop()
+        first_step = resume.step
+    paused = None
     prompt.train()
     with prompt:
-        for step in range(config.steps):
+        for step in range(first_step, config.steps):
+            if max_seconds is not None and step > first_step and time.perf_counter() - start >= max_seconds:
+                paused = TuneState(step, optimizer.state_dict())
+                logger.info("tuning paused at step %d (chunk time limit)", step)
+                break
             if should_stop is not None and should_stop():
                 cancelled = True
                 logger.info("tuning cancelled at step %d", step)
@@ -134,10 +169,11 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
             optimizer.step()
             scheduler.step()
             elapsed = time.perf_counter() - start
+            done = step + 1 - first_step
             info = StepInfo(step + 1, config.steps, float(loss.detach()), optimizer.param_groups[0]["lr"], elapsed,
-                            elapsed / (step + 1) * (config.steps - step - 1), parts)
+                            elapsed / done * (config.steps - step - 1), parts)
             history.append(info)
             if on_step is not None:
                 on_step(info)
     prompt.eval()
-    return TuneResult(prompt, history, cancelled, time.perf_counter() - start)
+    return TuneResult(prompt, history, cancelled, time.perf_counter() - start, paused)

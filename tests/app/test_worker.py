@@ -112,3 +112,22 @@ def test_killed_worker_leaves_an_interrupted_job_that_runs_again(database, setti
     assert restarted.run_once()
     with database.session() as session:
         assert store.get_job(session, again_id).status == "done"
+
+
+def test_chunked_job_for_time_limited_gpu_calls(database, settings, labelled_project, detector):
+    """ZeroGPU-style: each call tunes for a bounded time; the job stays running between calls and ends done."""
+    with database.session() as session:
+        job_id = store.enqueue_job(session, labelled_project, "sdpt", 4, "tiny-random").id
+    worker = Worker(database, settings, detector_loader=lambda _model: detector)
+    calls = 0
+    while True:
+        assert worker.run_chunk(max_seconds=0.0)  # every call pauses after one step
+        calls += 1
+        with database.session() as session:
+            job = store.get_job(session, job_id)
+            if job.status != "running":
+                break
+            assert "next GPU call" in job.message and job.step == calls
+    assert calls == 4 and job.status == "done", job.message
+    assert not (settings.data_dir / "runs" / f"job-{job_id}").exists()
+    assert not worker.run_chunk(max_seconds=0.0)

@@ -96,3 +96,32 @@ def test_many_classes_are_split_across_prompts_in_training(detector, shapes_set)
     assert all(set(s.classes.tolist()) <= set(chunk) for (i, chunk), s in zip(items, many.samples))
     result = tune(detector, many, build_method("sdpt", detector), TrainConfig(steps=2, batch_size=2))
     assert len(result.history) == 2
+
+
+def test_chunked_tuning_with_saved_state_equals_one_run(detector, shapes_set, tmp_path):
+    """A run paused after every step, its state saved to disk and restored into a fresh prompt each time, ends
+    where one uninterrupted run ends (the way the app tunes inside time-limited GPU calls)."""
+    from sdpt.config import TrainConfig
+    from sdpt.methods import build_method
+    from sdpt.prompt_io import load_tune_state, save_tune_state
+    from sdpt.train import tune
+
+    config = TrainConfig(steps=5, batch_size=2)
+    whole = tune(detector, shapes_set, build_method("sdpt", detector), config)
+    assert whole.finished
+    losses, state, chunks = [], None, 0
+    while True:
+        prompt = build_method("sdpt", detector)
+        if state is not None:
+            state = load_tune_state(tmp_path, prompt)
+        part = tune(detector, shapes_set, prompt, config, resume=state, max_seconds=0.0)
+        losses += [h.loss for h in part.history]
+        chunks += 1
+        if part.finished:
+            break
+        save_tune_state(tmp_path, prompt, part.state)
+        state = part.state
+    assert chunks == 5
+    assert losses == pytest.approx([h.loss for h in whole.history], rel=1e-5)
+    for a, b in zip(whole.prompt.parameters(), prompt.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
