@@ -187,6 +187,7 @@ def batching(detector, dataset, repeats: int, steps: int) -> dict:
 
 def cam(detector, dataset, repeats: int) -> dict:
     try:
+        import pytorch_grad_cam  # noqa: F401  (sdpt.cam imports it only when a map is made)
         from sdpt.cam import class_cam, describe_cam
     except ImportError as error:
         return {"available": False, "why": f"{error}"}
@@ -289,6 +290,12 @@ def write_section(text: str, path: Path) -> None:
     path.write_text(body)
 
 
+def _checkpoint(results: dict) -> None:
+    """Each section's figures as soon as they exist: a long run that dies late still leaves its numbers."""
+    partial = Path(tempfile.gettempdir()) / "sdpt-performance-partial.json"
+    partial.write_text(json.dumps(results, default=str))
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     detector, dataset = setup(args.model, args.image_size)
@@ -297,15 +304,20 @@ def run(args) -> dict:
     results = {"parameters": detector.parameter_count()}
     logger.info("1/6 SDPT vs full fine-tuning")
     results["sdpt_vs_full"] = sdpt_vs_full(detector, dataset, args.model, args.image_size, args.repeats, args.steps)
+    _checkpoint(results)
     logger.info("2/6 detection latency")
     results["detection"] = detection(detector, dataset, args.repeats)
+    _checkpoint(results)
     logger.info("3/6 prefix cache")
     results["prefix_cache"] = prefix_cache(detector, dataset, args.repeats, args.steps)
+    _checkpoint(results)
     logger.info("4/6 batch size")
     results["batching"] = batching(detector, dataset, 2 if args.quick else max(1, args.repeats - 2), args.steps)
+    _checkpoint(results)
     logger.info("5/6 CAM and prompt size")
     results["cam"] = cam(detector, dataset, args.repeats)
     results["prompt"] = prompt_size(detector)
+    _checkpoint(results)
     logger.info("6/6 the app")
     results["app"] = app_figures(args.quick, args.app_model)
     results["table"] = report(results, args, device)
