@@ -13,7 +13,6 @@ it and a plot of mAP against shots to --out.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import random

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import interleaved, median_ratio, peak_rss_bytes, rss_bytes
+from benchmarks.timing import interleaved, median_ratio, peak_rss_bytes, reset_peak_rss, rss_bytes
 
 logger = logging.getLogger("benchmarks.performance")
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,7 @@ def _memory_child(model: str, side: int, method: str, steps: int, queue) -> None
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
+        reset_peak_rss()
         base = rss_bytes()
     tune_step_times(detector, dataset, method, {}, steps, batch=1, cache=True)
     peak = torch.cuda.max_memory_allocated() if detector.device.type == "cuda" else peak_rss_bytes()

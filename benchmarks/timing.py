@@ -37,4 +37,19 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process's address space (VmHWM). Not getrusage's ru_maxrss: that survives
+    exec, so a spawned child would report its parent's peak."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current resident size (Linux >= 4.0), so the next peak is this phase's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:  # not permitted here: the peak then covers the whole process life
+        pass

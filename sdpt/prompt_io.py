@@ -26,7 +26,6 @@ def save_prompt(prompt: PromptMethod, directory: str | Path, class_names: list[s
     """Write the prompt's config (method, options, classes, base model and its fingerprint) and tensors."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    detector = prompt.detector
     config = {
         "format_version": FORMAT_VERSION,
         "method": prompt.name,

@@ -143,7 +143,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                                          interactive=False, elem_id="per-class")
                 per_image = gr.Dataframe(headers=["image id", "image", "AP50 zero-shot", "AP50 prompted", "change",
                                                   ""], interactive=False, elem_id="per-image")
-            with gr.Tab("6 · Import / export", id="exchange") as exchange_tab_ui:
+            with gr.Tab("6 · Import / export", id="exchange"):
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("**Project as COCO** (annotations.json + images, zipped)")
