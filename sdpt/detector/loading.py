@@ -183,7 +183,9 @@ def tiny_config(model_type: str = "grounding-dino"):
 
 
 def tiny_processor(shortest_edge: int = 128, longest_edge: int = 192):
-    from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
+    from transformers import BertTokenizer, GroundingDinoImageProcessorPil as GroundingDinoImageProcessor, GroundingDinoProcessor
+    # The PIL image processor, named explicitly: with torchvision installed transformers would pick its torchvision
+    # one, whose resizing differs, and the same seed would then give another model and other test results.
 
     tokenizer = BertTokenizer(vocab=tiny_vocab(), do_lower_case=True)
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": shortest_edge, "longest_edge": longest_edge})

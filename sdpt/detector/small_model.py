@@ -44,7 +44,9 @@ def small_config():
 
 
 def small_processor():
-    from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
+    from transformers import BertTokenizer, GroundingDinoImageProcessorPil as GroundingDinoImageProcessor, GroundingDinoProcessor
+    # The PIL image processor, named explicitly: with torchvision installed transformers would pick its torchvision
+    # one, whose resizing differs, and the same seed would then give another model and other test results.
 
     tokenizer = BertTokenizer.from_pretrained(packaged_text_dir())
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 176})
