@@ -138,6 +138,12 @@ def _load_pretrained(model_id: str) -> Detector:
     if packaged_text:
         load_packaged_text_backbone(model)
     processor = AutoProcessor.from_pretrained(model_id, local_files_only=local)
+    if packaged_text:
+        # The project's own models were trained with the PIL image processor; keep it even where torchvision is
+        # installed (transformers would then load its torchvision variant, whose resizing differs).
+        from transformers import GroundingDinoImageProcessorPil
+
+        processor.image_processor = GroundingDinoImageProcessorPil(size=dict(processor.image_processor.size))
     return Detector(model=model, processor=processor, model_id=model_id)
 
 
