@@ -235,14 +235,6 @@ def boxes_of(record: ImageRecord) -> list[dict]:
     return [{"label": b.label.name, "xmin": b.x0, "ymin": b.y0, "xmax": b.x1, "ymax": b.y1} for b in record.boxes]
 
 
-def project_counts(session: Session, project_id: int) -> dict:
-    images = list_images(session, project_id)
-    return {"images": len(images), "train": sum(i.split == "train" for i in images),
-            "heldout": sum(i.split == "heldout" for i in images),
-            "boxes": sum(len(i.boxes) for i in images),
-            "labelled_train": sum(1 for i in images if i.split == "train" and i.boxes)}
-
-
 # ---- tuning jobs and prompts ------------------------------------------------------------------------------
 
 def enqueue_job(session: Session, project_id: int, method: str, steps: int, model_id: str,
@@ -370,7 +362,3 @@ def latest_prompt(session: Session, project_id: int, fingerprint: str | None = N
     if fingerprint is not None:
         query = query.where(PromptRecord.base_fingerprint == fingerprint)
     return session.scalar(query.order_by(PromptRecord.id.desc()).limit(1))
-
-
-def job_age_s(job: TuningJob) -> float | None:
-    return (utcnow() - job.heartbeat_at).total_seconds() if job.heartbeat_at else None

@@ -1,7 +1,7 @@
 """Background tuning: a worker claims queued jobs from the database, tunes, records progress and saves the prompt.
 
-Runs as a thread inside the app or on its own (`python -m app.worker --database-url URL --data-dir DIR`), so
-several machines can serve one queue; the database is the only link between the UI and the workers.
+Runs as the app's child process (`WorkerProcess`), as timed chunks inside ZeroGPU calls (`run_chunk`), or on its
+own (`python -m app.worker --database-url URL --data-dir DIR`), so several machines can serve one queue; the database is the only link between the UI and the workers.
 """
 from __future__ import annotations
 
@@ -61,20 +61,8 @@ class Worker:
         self._stop = stop_event or threading.Event()
         self.ready = ready_event or threading.Event()  # set once the preloaded model is in memory
         self.parent_pid = parent_pid  # in a child process of the app: exit when the app is gone
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle ----
-    def start(self, preload: str | None = None) -> "Worker":
-        """Run in a background thread; `preload` loads that model first so the first job starts at once."""
-        self._thread = threading.Thread(target=self.run_forever, args=(preload,), name="sdpt-worker", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def run_forever(self, preload: str | None = None) -> None:
         if preload:
             try:

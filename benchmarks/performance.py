@@ -83,7 +83,6 @@ def tune_step_times(detector, dataset, method: str, options: dict, steps: int, b
 # ---- 1. SDPT vs full fine-tuning --------------------------------------------------------------------------------
 
 def _memory_child(model: str, side: int, method: str, steps: int, queue) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     detector, dataset = setup(model, side, images=1)
     if detector.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
