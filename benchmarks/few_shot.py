@@ -13,6 +13,8 @@ it and a plot of mAP against shots to --out.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import random
@@ -84,49 +86,133 @@ def k_shot(pool: FewShotSet, shots: int, seed: int) -> FewShotSet:
     return FewShotSet(pool.class_names, chosen)
 
 
+class ResultsLog:
+    """Rows already measured, kept in a JSON-lines file so a long run can stop and go on later (or elsewhere).
+
+    A row counts only for the setting it was measured under (model file, steps, sizes...): change any of them and
+    the old rows are ignored rather than mixed in.
+    """
+
+    def __init__(self, path: Path | None, setting: dict):
+        self.path, self.setting, self.rows = path, setting, {}
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if row.get("setting") == setting:
+                    self.rows[self.key(row)] = row
+
+    @staticmethod
+    def key(row: dict) -> tuple:
+        return row["task"], row["method"], row["shots"], row["seed"], row.get("variant", "")
+
+    def get(self, **key) -> dict | None:
+        return self.rows.get(self.key({"variant": "", **key}))
+
+    def add(self, row: dict) -> dict:
+        row = {**row, "setting": self.setting}
+        self.rows[self.key(row)] = row
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        return row
+
+
+def model_fingerprint(model: str) -> str:
+    """The model's name plus a digest of its weights file where it is a local directory."""
+    weights = Path(model) / "model.safetensors"
+    if not weights.is_file():
+        return model
+    return f"{model}@{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
+
+
+class TaskData:
+    """A task's seeded pool (k-shot sets are drawn from it) and test images, plus the pre-training test images."""
+
+    def __init__(self, root: Path, task: str, pool_images: int, test_images: int, pretrain_test: FewShotSet):
+        style = TASKS[task]
+        self.task, self.pretrain_test = task, pretrain_test
+        self.pool = load_coco(write_coco(root / task / "pool", style, pool_images, 30_000), root / task / "pool/images")
+        self.test = load_coco(write_coco(root / task / "test", style, test_images, 40_000), root / task / "test/images")
+
+
+def measure(detector, data: TaskData, method: str, shots: int, seed: int, config: TrainConfig,
+            options: dict | None = None) -> dict:
+    """Tune one prompt on a k-shot draw and evaluate it on the task's test set and on the pre-training concepts."""
+    from sdpt.train import tune
+
+    train = k_shot(data.pool, shots, seed)
+    prompt = build_method(method, detector, options, seed=seed)
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        tune(detector, train, prompt, config)
+        seconds = time.perf_counter() - start
+    result = evaluate(detector, data.test, prompt)
+    return {"task": data.task, "method": method, "shots": shots, "seed": seed, "map": result["map"],
+            "map50": result["map50"], "trainable": prompt.trainable_parameters(),
+            "percent": 100 * prompt.trainable_fraction(), "seconds": seconds, "memory_mb": memory.megabytes,
+            "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"]}
+
+
+def zero_shot(detector, data: TaskData) -> dict:
+    zero = evaluate(detector, data.test)
+    return {"task": data.task, "method": "zero-shot", "shots": 0, "seed": 0, "map": zero["map"],
+            "map50": zero["map50"], "trainable": 0, "percent": 0.0, "seconds": 0.0, "memory_mb": 0.0,
+            "forgetting_map50": evaluate(detector, data.pretrain_test)["map50"]}
+
+
+def setting_of(args) -> dict:
+    return {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
+            "full_lr": args.full_lr, "pool_images": args.pool_images, "test_images": args.test_images}
+
+
+def train_config(args, method: str, seed: int) -> TrainConfig:
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed)
+    if method == "full":
+        config.lr = args.full_lr
+    return config
+
+
 def run(args) -> list[dict]:
+    """Every (seed, task, shots, method) not yet in the results log, seeds outermost so that a run stopped early
+    still covers every cell once; stops starting new runs after --max-minutes."""
     detector = load_detector(args.model)
-    rows = []
+    log = ResultsLog(args.results, setting_of(args))
+    deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         pretrain_test = load_coco(write_coco(root / "pretrain", PRETRAIN, args.test_images, 20_000), root / "pretrain/images")
+        data = {task: TaskData(root, task, args.pool_images, args.test_images, pretrain_test) for task in args.tasks}
         for task in args.tasks:
-            style = TASKS[task]
-            pool = load_coco(write_coco(root / task / "pool", style, args.pool_images, 30_000), root / task / "pool/images")
-            test = load_coco(write_coco(root / task / "test", style, args.test_images, 40_000), root / task / "test/images")
-            zero = evaluate(detector, test)
-            rows.append({"task": task, "method": "zero-shot", "shots": 0, "seed": 0, "map": zero["map"],
-                         "map50": zero["map50"], "trainable": 0, "percent": 0.0, "seconds": 0.0, "memory_mb": 0.0,
-                         "forgetting_map50": evaluate(detector, pretrain_test)["map50"]})
-            for shots in args.shots:
-                for seed in args.seeds:
-                    train = k_shot(pool, shots, seed)
+            if log.get(task=task, method="zero-shot", shots=0, seed=0) is None:
+                log.add(zero_shot(detector, data[task]))
+        for seed in args.seeds:
+            for task in args.tasks:
+                for shots in args.shots:
                     for method in args.methods:
-                        prompt = build_method(method, detector, seed=seed)
-                        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed)
-                        if method == "full":
-                            config.lr = args.full_lr
-                        with PeakMemory() as memory:
-                            start = time.perf_counter()
-                            from sdpt.train import tune
+                        if log.get(task=task, method=method, shots=shots, seed=seed) is not None:
+                            continue
+                        if deadline is not None and time.monotonic() > deadline:
+                            logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
+                            return selected(log, args)
+                        row = log.add(measure(detector, data[task], method, shots, seed,
+                                              train_config(args, method, seed)))
+                        logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
+    return selected(log, args)
 
-                            tune(detector, train, prompt, config)
-                            seconds = time.perf_counter() - start
-                        result = evaluate(detector, test, prompt)
-                        row = {"task": task, "method": method, "shots": shots, "seed": seed, "map": result["map"],
-                               "map50": result["map50"], "trainable": prompt.trainable_parameters(),
-                               "percent": 100 * prompt.trainable_fraction(), "seconds": seconds,
-                               "memory_mb": memory.megabytes,
-                               "forgetting_map50": evaluate(detector, pretrain_test, prompt)["map50"]}
-                        rows.append(row)
-                        logger.info("%s", row)
-                        del prompt
-    return rows
+
+def selected(log: ResultsLog, args) -> list[dict]:
+    """The logged rows this invocation asked for, in table order."""
+    rows = [r for r in log.rows.values() if r["task"] in args.tasks and not r.get("variant")
+            and (r["method"] == "zero-shot" or (r["method"] in args.methods and r["shots"] in args.shots
+                                                 and r["seed"] in args.seeds))]
+    order = {m: k for k, m in enumerate(["zero-shot"] + METHODS)}
+    return sorted(rows, key=lambda r: (args.tasks.index(r["task"]), r["shots"], order[r["method"]], r["seed"]))
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| task | method | shots | mAP | mAP50 | pre-training mAP50 after | trainable | % | tune s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | method | shots | seeds | mAP | mAP50 | pre-training mAP50 after | trainable | % | tune s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["task"], row["method"], row["shots"]), []).append(row)
@@ -138,7 +224,7 @@ def table(rows: list[dict]) -> str:
         return f"{mean:.{digits}f} ± {spread:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
     for (task, method, shots), items in groups.items():
-        lines.append(f"| {task} | {method} | {shots} | {stat(items, 'map')} | {stat(items, 'map50')} | "
+        lines.append(f"| {task} | {method} | {shots} | {len(items)} | {stat(items, 'map')} | {stat(items, 'map50')} | "
                      f"{stat(items, 'forgetting_map50')} | {items[0]['trainable']:,} | {items[0]['percent']:.4f} | "
                      f"{stat(items, 'seconds', 1)} | {stat(items, 'memory_mb', 0)} |")
     return "\n".join(lines)
@@ -183,6 +269,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pool-images", type=int, default=80)
     parser.add_argument("--test-images", type=int, default=60)
     parser.add_argument("--out", type=Path, default=None, help="directory for table.md and map_vs_shots.png")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON-lines log of measured rows: rows already there (same setting) are not run again")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no new run after this many minutes (the log keeps what was done)")
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.shots, args.seeds = args.tasks[:1], [1], [0]

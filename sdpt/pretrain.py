@@ -19,7 +19,7 @@ import torch
 
 from sdpt.data import load_coco
 from sdpt.detector import detection_loss, encode_batch, load_detector
-from sdpt.detector.small_model import build_small_untrained, save_small
+from sdpt.detector.small_model import PHRASE_POSITIONS, build_small_untrained, save_small, set_phrase_positions
 from sdpt.evaluate import evaluate
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream, write_coco
 
@@ -47,11 +47,16 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
 
 
 def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
-             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None) -> dict:
-    """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`."""
+             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None, positions: str = "from_one") -> dict:
+    """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`.
+
+    `positions` is how phrase words are numbered for the text backbone (see `sdpt.detector.small_model`); resuming
+    a checkpoint with another scheme than it was trained with switches it over.
+    """
     torch.manual_seed(seed)
-    detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed)
+    detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed, positions)
     model = detector.model
+    set_phrase_positions(model, positions)
     for name, param in model.named_parameters():
         param.requires_grad_(not name.startswith("model.text_backbone."))  # MiniLM stays as it was trained
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -109,12 +114,15 @@ def main() -> None:
                         help="classes per prompt (present + random absent ones); >= 48 names all, as evaluation does")
     parser.add_argument("--resume", type=Path, default=None,
                         help="continue from a checkpoint directory (use a new --seed so the scenes are new)")
+    parser.add_argument("--phrase-positions", choices=PHRASE_POSITIONS, default="from_one",
+                        help="how phrase words are numbered for MiniLM; 'restart' is transformers' numbering, which "
+                             "hides the first word of each phrase from the frozen MiniLM (kept to reproduce old runs)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
     best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every,
-                    max_classes=args.max_classes, resume=args.resume)
+                    max_classes=args.max_classes, resume=args.resume, positions=args.phrase_positions)
     logger.info("best held-out checkpoint: %s, saved to %s", best, args.out)
 
 

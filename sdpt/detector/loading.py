@@ -121,7 +121,8 @@ def _load_pretrained(model_id: str) -> Detector:
             f"model '{model_id}' is a '{config.model_type}'; SDPT needs a fusion detector "
             f"({', '.join(classes)}), e.g. {DEFAULT_MODEL}"
         )
-    from sdpt.detector.small_model import load_packaged_text_backbone, uses_packaged_text
+    from sdpt.detector.small_model import load_packaged_text_backbone, phrase_positions, set_phrase_positions
+    from sdpt.detector.small_model import uses_packaged_text
 
     packaged_text = local and uses_packaged_text(model_id)
     if packaged_text:
@@ -137,6 +138,7 @@ def _load_pretrained(model_id: str) -> Detector:
             hf_logging.set_verbosity(verbosity)
     if packaged_text:
         load_packaged_text_backbone(model)
+        set_phrase_positions(model, phrase_positions(model_id))
     processor = AutoProcessor.from_pretrained(model_id, local_files_only=local)
     if packaged_text:
         # The project's own models were trained with the PIL image processor; keep it even where torchvision is

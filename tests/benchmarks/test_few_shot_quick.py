@@ -1,9 +1,13 @@
-"""The few-shot benchmark's --quick mode runs end to end and reports every column it promises."""
+"""The few-shot benchmark's --quick mode runs end to end, reports every column it promises, and goes on from its
+results log instead of measuring a row twice."""
+import json
+
 from benchmarks.few_shot import main
 
 
-def test_quick_mode_reports_every_method(tmp_path):
-    rows = main(["--model", "tiny-random", "--quick", "--out", str(tmp_path)])
+def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):
+    log = tmp_path / "rows.jsonl"
+    rows = main(["--model", "tiny-random", "--quick", "--out", str(tmp_path), "--results", str(log)])
     methods = {row["method"] for row in rows}
     assert methods == {"zero-shot", "sdpt", "text", "full"}
     for row in rows:
@@ -14,3 +18,15 @@ def test_quick_mode_reports_every_method(tmp_path):
     assert next(r for r in tuned if r["method"] == "full")["percent"] == 100.0
     assert (tmp_path / "table.md").read_text().count("\n") == len(rows) + 2
     assert (tmp_path / "map_vs_shots.png").stat().st_size > 1000
+    assert len(log.read_text().splitlines()) == len(rows)
+
+    # Run again: every row comes from the log (nothing appended), with the same figures.
+    again = main(["--model", "tiny-random", "--quick", "--results", str(log)])
+    assert len(log.read_text().splitlines()) == len(rows)
+    assert [(r["method"], r["map"]) for r in again] == [(r["method"], r["map"]) for r in rows]
+
+    # Rows measured under another setting are ignored, not mixed in.
+    changed = [{**json.loads(line), "setting": {"model": "other"}} for line in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps(row) + "\n" for row in changed))
+    main(["--model", "tiny-random", "--quick", "--results", str(log), "--max-minutes", "0"])
+    assert len(log.read_text().splitlines()) == len(rows) + 1  # only the zero-shot row is redone before the budget stops it

