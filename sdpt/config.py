@@ -65,6 +65,9 @@ class TrainConfig:
                 "must match how the base was trained: on for the released checkpoints (benchmarks/encoder_loss.py "
                 "measured a mismatch either way to wreck the detector)"})
     cache: bool = field(default=True, metadata={"help": "cache the prompt-independent prefix per batch"})
+    checkpointing: bool = field(default=False, metadata={
+        "help": "recompute encoder/decoder activations during backward instead of keeping them: less peak memory, "
+                "slower steps (figures in BENCHMARKS.md)"})
 
     def validate(self) -> None:
         for name in ("steps", "batch_size"):

@@ -15,7 +15,7 @@ import torch
 
 from sdpt.config import TrainConfig
 from sdpt.data import DataError, FewShotSet
-from sdpt.detector import EncodedBatch, PrefixCache, detection_loss, encode_batch, split_class_names
+from sdpt.detector import EncodedBatch, PrefixCache, activation_checkpointing, detection_loss, encode_batch, split_class_names
 from sdpt.methods import PromptMethod
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,9 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
         first_step = resume.step
     paused = None
     prompt.train()
-    with prompt:
+    checkpointing = (activation_checkpointing(detector, prompt.first_prompted_layer) if config.checkpointing
+                     else contextlib.nullcontext())
+    with prompt, checkpointing:
         for step in range(first_step, config.steps):
             if max_seconds is not None and step > first_step and time.perf_counter() - start >= max_seconds:
                 paused = TuneState(step, optimizer.state_dict())

@@ -8,6 +8,7 @@ from sdpt.detector.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, 
 from sdpt.detector.prompts import ClassPromptError, EncodedBatch, encode_batch, split_class_names
 from sdpt.detector.fusion import FusionPrompts, FusionPromptInjector, fusion_attention
 from sdpt.detector.prefix_cache import PrefixCache
+from sdpt.detector.checkpointing import activation_checkpointing
 from sdpt.detector.loss import detection_loss
 from sdpt.detector.postprocess import Detections, decode_detections
 
@@ -15,5 +16,5 @@ __all__ = [
     "DEFAULT_MODEL", "FULL_SIZE_RANDOM", "TINY_RANDOM", "Detector", "ModelLoadError", "build_tiny_random", "load_detector",
     "ClassPromptError", "EncodedBatch", "encode_batch", "split_class_names",
     "FusionPrompts", "FusionPromptInjector", "fusion_attention",
-    "PrefixCache", "detection_loss", "Detections", "decode_detections",
+    "PrefixCache", "activation_checkpointing", "detection_loss", "Detections", "decode_detections",
 ]

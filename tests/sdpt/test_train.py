@@ -75,6 +75,21 @@ def test_cached_and_uncached_tuning_agree(detector, shapes_set):
     assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["sdpt", "full"])
+def test_activation_checkpointing_gives_the_same_training(detector, shapes_set, method):
+    results = []
+    for checkpointing in (False, True):
+        prompt = build_method(method, detector)
+        result = tune(detector, shapes_set, prompt, TrainConfig(steps=3, batch_size=2, checkpointing=checkpointing,
+                                                                lr=1e-4 if method == "full" else 5e-3))
+        trained = [p.detach().clone() for p in prompt.parameters() if p.requires_grad][:4]
+        results.append(([h.loss for h in result.history], trained))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[0][1], results[1][1]))
+    # The layers are back to their own forward afterwards.
+    assert all("forward" not in vars(layer) for layer in detector.model.model.encoder.layers)
+
+
 def test_no_boxes_is_refused(detector, shapes_set):
     empty = FewShotSet(shapes_set.class_names, [copy.copy(s) for s in shapes_set.samples])
     for sample in empty.samples:
