@@ -65,8 +65,8 @@ def subset(dataset, count: int):
     return FewShotSet(dataset.class_names, dataset.samples[:count])
 
 
-def tune_step_times(detector, dataset, method: str, options: dict, steps: int, batch: int, cache: bool
-                    ) -> tuple[list[float], list[float]]:
+def tune_step_times(detector, dataset, method: str, options: dict, steps: int, batch: int, cache: bool,
+                    checkpointing: bool = False) -> tuple[list[float], list[float]]:
     """(per-step seconds, per-step losses) of a fresh `method` prompt; the first step is dropped from the times
     when caching (it fills the cache)."""
     from sdpt.config import TrainConfig
@@ -74,7 +74,8 @@ def tune_step_times(detector, dataset, method: str, options: dict, steps: int, b
     from sdpt.train import tune
 
     prompt = build_method(method, detector, options, seed=0)
-    result = tune(detector, dataset, prompt, TrainConfig(steps=steps, batch_size=batch, cache=cache))
+    result = tune(detector, dataset, prompt, TrainConfig(steps=steps, batch_size=batch, cache=cache,
+                                                         checkpointing=checkpointing))
     ends = [h.elapsed_s for h in result.history]
     times = [b - a for a, b in zip([0.0] + ends[:-1], ends)]
     return (times[1:] if len(times) > 1 else times), [h.loss for h in result.history]
@@ -82,7 +83,7 @@ def tune_step_times(detector, dataset, method: str, options: dict, steps: int, b
 
 # ---- 1. SDPT vs full fine-tuning --------------------------------------------------------------------------------
 
-def _memory_child(model: str, side: int, method: str, steps: int, queue) -> None:
+def _memory_child(model: str, side: int, method: str, steps: int, checkpointing: bool, queue) -> None:
     detector, dataset = setup(model, side, images=1)
     if detector.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -90,15 +91,15 @@ def _memory_child(model: str, side: int, method: str, steps: int, queue) -> None
     else:
         reset_peak_rss()
         base = rss_bytes()
-    tune_step_times(detector, dataset, method, {}, steps, batch=1, cache=True)
+    tune_step_times(detector, dataset, method, {}, steps, batch=1, cache=True, checkpointing=checkpointing)
     peak = torch.cuda.max_memory_allocated() if detector.device.type == "cuda" else peak_rss_bytes()
     queue.put(peak - base)
 
 
-def peak_memory(model: str, side: int, method: str, steps: int) -> int:
+def peak_memory(model: str, side: int, method: str, steps: int, checkpointing: bool = False) -> int:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_memory_child, args=(model, side, method, steps, queue))
+    child = context.Process(target=_memory_child, args=(model, side, method, steps, checkpointing, queue))
     child.start()
     value = queue.get(timeout=3600)
     child.join()
@@ -106,16 +107,29 @@ def peak_memory(model: str, side: int, method: str, steps: int) -> int:
 
 
 def sdpt_vs_full(detector, dataset, model: str, side: int, repeats: int, steps: int) -> dict:
-    """Batch 1 on the same image for both (the default tuning set-up: SDPT with its prefix cache)."""
+    """Batch 1 on the same image for both (the default tuning set-up: SDPT with its prefix cache), then SDPT with
+    activation checkpointing against full fine-tuning again (checkpointed and plain SDPT must give equal losses)."""
     one = subset(dataset, 1)
     sdpt_times, full_times = interleaved(
         lambda: statistics.median(tune_step_times(detector, one, "sdpt", {}, steps, 1, True)[0]),
         lambda: statistics.median(tune_step_times(detector, one, "full", {}, steps, 1, True)[0]), repeats)
+    checkpointed_times, full_times_2 = interleaved(
+        lambda: statistics.median(tune_step_times(detector, one, "sdpt", {}, steps, 1, True, True)[0]),
+        lambda: statistics.median(tune_step_times(detector, one, "full", {}, steps, 1, True)[0]), repeats)
+    plain_losses = tune_step_times(detector, one, "sdpt", {}, 2, 1, True)[1]
+    checkpointed_losses = tune_step_times(detector, one, "sdpt", {}, 2, 1, True, True)[1]
     sdpt_memory = peak_memory(model, side, "sdpt", 2)
+    checkpointed_memory = peak_memory(model, side, "sdpt", 2, checkpointing=True)
     full_memory = peak_memory(model, side, "full", 2)
     return {"sdpt_step_s": statistics.median(sdpt_times), "full_step_s": statistics.median(full_times),
             "time_ratio": median_ratio(sdpt_times, full_times), "sdpt_peak_mb": sdpt_memory / 2**20,
-            "full_peak_mb": full_memory / 2**20, "memory_ratio": sdpt_memory / full_memory}
+            "full_peak_mb": full_memory / 2**20, "memory_ratio": sdpt_memory / full_memory,
+            "checkpointed_step_s": statistics.median(checkpointed_times),
+            "checkpointed_time_ratio": median_ratio(checkpointed_times, full_times_2),
+            "checkpointed_peak_mb": checkpointed_memory / 2**20,
+            "checkpointed_memory_ratio": checkpointed_memory / full_memory,
+            "checkpointed_losses_agree": all(abs(a - b) <= 1e-4 * max(1.0, abs(a))
+                                             for a, b in zip(plain_losses, checkpointed_losses))}
 
 
 # ---- 2. detection latency -----------------------------------------------------------------------------------
@@ -239,6 +253,12 @@ def report(r: dict, args, device: str) -> str:
          f"{s['time_ratio']:.2f}x", "<= 0.6x", verdict(s["time_ratio"], 0.6)),
         ("SDPT vs full fine-tuning: peak memory", f"{s['sdpt_peak_mb']:.0f} MB vs {s['full_peak_mb']:.0f} MB = "
          f"{s['memory_ratio']:.2f}x", "<= 0.6x", verdict(s["memory_ratio"], 0.6)),
+        ("SDPT with activation checkpointing vs full: time", f"{s['checkpointed_step_s']:.2f} s = "
+         f"{s['checkpointed_time_ratio']:.2f}x; same losses as plain SDPT: "
+         f"{'yes' if s['checkpointed_losses_agree'] else 'NO'}", "<= 0.6x",
+         verdict(s["checkpointed_time_ratio"], 0.6) if s["checkpointed_losses_agree"] else "**missed** (results differ)"),
+        ("SDPT with activation checkpointing vs full: peak memory", f"{s['checkpointed_peak_mb']:.0f} MB = "
+         f"{s['checkpointed_memory_ratio']:.2f}x", "<= 0.6x", verdict(s["checkpointed_memory_ratio"], 0.6)),
         ("prompted vs zero-shot detection latency", f"{d['prompted_s']:.2f} s vs {d['zero_shot_s']:.2f} s = "
          f"{d['prompted_ratio']:.3f}x", "<= 1.05x", verdict(d["prompted_ratio"], 1.05)),
         ("both in one call vs one call", f"{d['both_s']:.2f} s = {d['both_ratio']:.2f}x; same detections as two "
@@ -321,7 +341,7 @@ def run(args) -> dict:
     logger.info("6/6 the app")
     results["app"] = app_figures(args.quick, args.app_model)
     results["table"] = report(results, args, device)
-    results["agree"] = (results["detection"]["both_agree"]
+    results["agree"] = (results["detection"]["both_agree"] and results["sdpt_vs_full"]["checkpointed_losses_agree"]
                         and all(row["losses_agree"] for row in results["prefix_cache"].values()))
     return results
 

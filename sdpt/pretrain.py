@@ -39,7 +39,8 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
     if max_classes >= len(class_names):
         extra = len(absent)
     else:
-        extra = rng.randint(max(0, 4 - len(present)), max(0, max_classes - len(present)))
+        most = max(0, max_classes - len(present))
+        extra = rng.randint(min(most, max(0, 4 - len(present))), most)  # at least 4 classes where allowed
     names = present + rng.sample(absent, min(extra, len(absent)))
     rng.shuffle(names)
     index = {name: k for k, name in enumerate(names)}
@@ -47,11 +48,13 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
 
 
 def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
-             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None, positions: str = "from_one") -> dict:
+             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None, positions: str = "from_one",
+             stop_at: int | None = None) -> dict:
     """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`.
 
     `positions` is how phrase words are numbered for the text backbone (see `sdpt.detector.small_model`); resuming
-    a checkpoint with another scheme than it was trained with switches it over.
+    a checkpoint with another scheme than it was trained with switches it over. `stop_at` ends the run early at
+    that step, on the schedule of `steps` (how the first stage of the shipped model was made).
     """
     torch.manual_seed(seed)
     detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed, positions)
@@ -70,7 +73,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
     held_out = load_coco(write_coco(held_out_dir, PRETRAIN, eval_images, HELD_OUT_SEED), held_out_dir / "images")
     best = {"map50": -1.0}
     start = time.perf_counter()
-    for step in range(1, steps + 1):
+    for step in range(1, min(steps, stop_at or steps) + 1):
         model.train()
         model.model.text_backbone.eval()
         scenes = [next(stream) for _ in range(batch_size)]
@@ -88,7 +91,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
             elapsed = time.perf_counter() - start
             logger.info("step %d/%d loss %.3f (ce %.3f bbox %.3f giou %.3f) %.2f steps/s", step, steps, loss.item(),
                         parts["loss_ce"], parts["loss_bbox"], parts["loss_giou"], step / elapsed)
-        if step % eval_every == 0 or step == steps:
+        if step % eval_every == 0 or step == steps or step == stop_at:
             model.eval()
             metrics = evaluate(detector, held_out, batch_size=8)
             logger.info("step %d held-out mAP %.4f mAP50 %.4f (%.1f min)", step, metrics["map"], metrics["map50"],
@@ -117,12 +120,15 @@ def main() -> None:
     parser.add_argument("--phrase-positions", choices=PHRASE_POSITIONS, default="from_one",
                         help="how phrase words are numbered for MiniLM; 'restart' is transformers' numbering, which "
                              "hides the first word of each phrase from the frozen MiniLM (kept to reproduce old runs)")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="stop at this step, keeping the learning-rate schedule of --steps")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
     best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every,
-                    max_classes=args.max_classes, resume=args.resume, positions=args.phrase_positions)
+                    max_classes=args.max_classes, resume=args.resume, positions=args.phrase_positions,
+                    stop_at=args.stop_at)
     logger.info("best held-out checkpoint: %s, saved to %s", best, args.out)
 
 

@@ -25,7 +25,8 @@ def test_quick_performance_run_agrees_and_reports(tmp_path):
     assert figures["detection"]["prompt_changes_output"] is True  # the agreement check compares different outputs
     assert figures["app"]["saves"] >= 8 and figures["app"]["tune_to_progress_s"] > 0
     table = out.read_text()
-    for name in ("SDPT step vs full fine-tuning step", "prefix cache, last fusion layer", "p95 box save",
+    for name in ("SDPT step vs full fine-tuning step", "SDPT with activation checkpointing vs full: peak memory",
+                 "prefix cache, last fusion layer", "p95 box save",
                  "prompt file size", "batch 4 vs 1"):
         assert name in table
     assert "<!-- performance:start -->" in table

@@ -26,13 +26,17 @@ def test_save_leaves_out_the_text_backbone_and_load_restores_it(tmp_path, shapes
     assert loaded.tokenizer("hexagon .").input_ids[0] == 101
 
 
+COLOURS = ["red", "green", "blue", "yellow", "orange", "pink", "white", "black"]
+
+
 def _first_word_cosine(detector) -> float:
-    """Cosine between the text-backbone vectors of 'red' in 'red star' and 'blue' in 'blue star', in one prompt."""
+    """Mean pairwise cosine between the text-backbone vectors of the colour words in "<colour> star" phrases,
+    all in one prompt (1.0 = the colours are indistinguishable)."""
     from PIL import Image
 
     from sdpt.detector import encode_batch
 
-    batch = encode_batch(detector, [Image.new("RGB", (64, 64))], [["red star", "blue star"]])
+    batch = encode_batch(detector, [Image.new("RGB", (64, 64))], [[f"{c} star" for c in COLOURS]])
     tokens = detector.tokenizer.convert_ids_to_tokens(batch.inputs["input_ids"][0].tolist())
     captured = {}
     hook = detector.model.model.text_backbone.register_forward_hook(
@@ -40,19 +44,21 @@ def _first_word_cosine(detector) -> float:
     with torch.no_grad():
         detector.model(**batch.inputs)
     hook.remove()
-    red, blue = captured["hidden"][tokens.index("red")], captured["hidden"][tokens.index("blue")]
-    return float(torch.nn.functional.cosine_similarity(red, blue, dim=0))
+    vectors = torch.nn.functional.normalize(captured["hidden"][[tokens.index(c) for c in COLOURS]], dim=-1)
+    pairs = len(COLOURS) * (len(COLOURS) - 1)
+    return float(((vectors @ vectors.T).sum() - len(COLOURS)) / pairs)
 
 
 def test_first_word_of_each_phrase_keeps_its_identity():
     from sdpt.detector.small_model import set_phrase_positions
 
     detector = build_small_untrained(seed=0)
+    detector.model.eval()  # MiniLM's dropout off, as in pre-training (its backbone stays in eval mode)
     assert detector.model.sdpt_phrase_positions == "from_one"
-    assert _first_word_cosine(detector) < 0.9
+    assert _first_word_cosine(detector) < 0.75  # measured 0.61
     # transformers' numbering puts every phrase's first word at MiniLM's [CLS] position, where words collapse:
     set_phrase_positions(detector.model, "restart")
-    assert _first_word_cosine(detector) > 0.99
+    assert _first_word_cosine(detector) > 0.98  # measured 0.996
 
 
 def test_scheme_is_saved_and_old_markers_keep_transformers_numbering(tmp_path):
