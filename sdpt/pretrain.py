@@ -64,7 +64,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
         param.requires_grad_(not name.startswith("model.text_backbone."))  # MiniLM stays as it was trained
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
-    warmup = min(300, steps // 10)
+    warmup = max(1, min(300, steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / steps))))
     rng = random.Random(seed)
