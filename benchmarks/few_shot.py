@@ -210,6 +210,14 @@ def selected(log: ResultsLog, args) -> list[dict]:
     return sorted(rows, key=lambda r: (args.tasks.index(r["task"]), r["shots"], order[r["method"]], r["seed"]))
 
 
+def mean_spread(items: list[dict], key: str, digits: int = 3) -> str:
+    """"mean ± sd" of `key` over rows (just the value for one row)."""
+    values = [r[key] for r in items]
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| task | method | shots | seeds | mAP | mAP50 | pre-training mAP50 after | trainable | % | tune s | peak MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -217,11 +225,7 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         groups.setdefault((row["task"], row["method"], row["shots"]), []).append(row)
 
-    def stat(items, key, digits=3):
-        values = [r[key] for r in items]
-        mean = statistics.mean(values)
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{mean:.{digits}f} ± {spread:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+    stat = mean_spread
 
     for (task, method, shots), items in groups.items():
         lines.append(f"| {task} | {method} | {shots} | {len(items)} | {stat(items, 'map')} | {stat(items, 'map50')} | "
@@ -255,29 +259,39 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tuning protocol and the results log, shared with `benchmarks.sdpt_ablation` (same rows, same setting)."""
     parser.add_argument("--model", default="assets/sdpt-small")
-    parser.add_argument("--quick", action="store_true", help="one task, 1 shot, 1 seed, 3 methods, few steps")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--methods", nargs="+", default=METHODS)
-    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--full-lr", type=float, default=1e-4, help="learning rate of full fine-tuning")
     parser.add_argument("--pool-images", type=int, default=80)
     parser.add_argument("--test-images", type=int, default=60)
-    parser.add_argument("--out", type=Path, default=None, help="directory for table.md and map_vs_shots.png")
     parser.add_argument("--results", type=Path, default=None,
                         help="JSON-lines log of measured rows: rows already there (same setting) are not run again")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="start no new run after this many minutes (the log keeps what was done)")
+
+
+def quick_protocol(args) -> None:
+    """The smoke run's protocol: few steps, few images."""
+    args.steps, args.pool_images, args.test_images = 3, 12, 4
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one task, 1 shot, 1 seed, 3 methods, few steps")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=None, help="directory for table.md and map_vs_shots.png")
+    add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.shots, args.seeds = args.tasks[:1], [1], [0]
         args.methods = [m for m in args.methods if m in ("sdpt", "text", "full")]
-        args.steps, args.pool_images, args.test_images = 3, 12, 4
+        quick_protocol(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = run(args)
     text = table(rows)

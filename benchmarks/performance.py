@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import interleaved, median_ratio, peak_rss_bytes, reset_peak_rss, rss_bytes
+from benchmarks.timing import interleaved, interleaved_all, median_ratio, peak_rss_bytes, reset_peak_rss, rss_bytes
 
 logger = logging.getLogger("benchmarks.performance")
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,17 +107,18 @@ def peak_memory(model: str, side: int, method: str, steps: int, checkpointing: b
 
 
 def sdpt_vs_full(detector, dataset, model: str, side: int, repeats: int, steps: int) -> dict:
-    """Batch 1 on the same image for both (the default tuning set-up: SDPT with its prefix cache), then SDPT with
-    activation checkpointing against full fine-tuning again (checkpointed and plain SDPT must give equal losses)."""
+    """Batch 1 on the same image for all three sides, interleaved: SDPT (the default set-up, with its prefix cache),
+    SDPT with activation checkpointing, and full fine-tuning. Checkpointed and plain SDPT must give equal losses."""
     one = subset(dataset, 1)
-    sdpt_times, full_times = interleaved(
-        lambda: statistics.median(tune_step_times(detector, one, "sdpt", {}, steps, 1, True)[0]),
-        lambda: statistics.median(tune_step_times(detector, one, "full", {}, steps, 1, True)[0]), repeats)
-    checkpointed_times, full_times_2 = interleaved(
-        lambda: statistics.median(tune_step_times(detector, one, "sdpt", {}, steps, 1, True, True)[0]),
-        lambda: statistics.median(tune_step_times(detector, one, "full", {}, steps, 1, True)[0]), repeats)
-    plain_losses = tune_step_times(detector, one, "sdpt", {}, 2, 1, True)[1]
-    checkpointed_losses = tune_step_times(detector, one, "sdpt", {}, 2, 1, True, True)[1]
+    losses: dict[bool, list[float]] = {}
+
+    def sdpt_step(checkpointing: bool) -> float:
+        times, losses[checkpointing] = tune_step_times(detector, one, "sdpt", {}, steps, 1, True, checkpointing)
+        return statistics.median(times)
+
+    sdpt_times, checkpointed_times, full_times = interleaved_all([
+        lambda: sdpt_step(False), lambda: sdpt_step(True),
+        lambda: statistics.median(tune_step_times(detector, one, "full", {}, steps, 1, True)[0])], repeats)
     sdpt_memory = peak_memory(model, side, "sdpt", 2)
     checkpointed_memory = peak_memory(model, side, "sdpt", 2, checkpointing=True)
     full_memory = peak_memory(model, side, "full", 2)
@@ -125,11 +126,11 @@ def sdpt_vs_full(detector, dataset, model: str, side: int, repeats: int, steps: 
             "time_ratio": median_ratio(sdpt_times, full_times), "sdpt_peak_mb": sdpt_memory / 2**20,
             "full_peak_mb": full_memory / 2**20, "memory_ratio": sdpt_memory / full_memory,
             "checkpointed_step_s": statistics.median(checkpointed_times),
-            "checkpointed_time_ratio": median_ratio(checkpointed_times, full_times_2),
+            "checkpointed_time_ratio": median_ratio(checkpointed_times, full_times),
             "checkpointed_peak_mb": checkpointed_memory / 2**20,
             "checkpointed_memory_ratio": checkpointed_memory / full_memory,
             "checkpointed_losses_agree": all(abs(a - b) <= 1e-4 * max(1.0, abs(a))
-                                             for a, b in zip(plain_losses, checkpointed_losses))}
+                                             for a, b in zip(losses[False], losses[True]))}
 
 
 # ---- 2. detection latency -----------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import ResultsLog, TaskData, measure, setting_of, train_config, zero_shot
+from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, mean_spread, measure, quick_protocol,
+                                 setting_of, train_config, zero_shot)
 from sdpt.data import load_coco
 from sdpt.detector import load_detector
 from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
@@ -74,11 +74,7 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         groups.setdefault(row.get("variant") or "zero-shot", []).append(row)
 
-    def stat(items, key, digits=3):
-        values = [r[key] for r in items]
-        if len(values) == 1:
-            return f"{values[0]:.{digits}f}"
-        return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    stat = mean_spread
 
     for variant, items in groups.items():
         lines.append(f"| {variant} | {len(items)} | {stat(items, 'map')} | {stat(items, 'map50')} | "
@@ -88,25 +84,18 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="assets/sdpt-small")
     parser.add_argument("--quick", action="store_true", help="3 variants, 1 seed, few steps, few images")
     parser.add_argument("--task", default="appearance", choices=list(TASKS))
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--full-lr", type=float, default=1e-4, help="unused here; part of the shared setting")
-    parser.add_argument("--pool-images", type=int, default=80)
-    parser.add_argument("--test-images", type=int, default=60)
-    parser.add_argument("--results", type=Path, default=None, help="JSON-lines log (see benchmarks.few_shot)")
-    parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None, help="directory for ablation.md")
+    add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.shots = [0], 1
         args.variants = [v for v in VARIANTS if VARIANTS[v].keys() & {"layers", "shared"}] + [next(iter(VARIANTS))]
-        args.steps, args.pool_images, args.test_images = 3, 12, 4
+        quick_protocol(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = run(args)
     text = table(rows)

@@ -9,20 +9,25 @@ from typing import Callable
 
 def interleaved(run_a: Callable[[], float | None], run_b: Callable[[], float | None], repeats: int
                 ) -> tuple[list[float], list[float]]:
-    """Alternate a and b `repeats` times (a first in even rounds, b first in odd ones, so drift hits both).
+    """Alternate a and b `repeats` times; see `interleaved_all`."""
+    times_a, times_b = interleaved_all([run_a, run_b], repeats)
+    return times_a, times_b
 
-    Each callable returns its own measured seconds, or None to be timed whole here.
+
+def interleaved_all(runs: list[Callable[[], float | None]], repeats: int) -> list[list[float]]:
+    """Run each callable once per round, `repeats` rounds, in the given order in even rounds and reversed in odd
+    ones, so drift hits every side. Each callable returns its own measured seconds, or None to be timed whole here.
     """
-    times_a, times_b = [], []
+    times: list[list[float]] = [[] for _ in runs]
     for round_index in range(repeats):
-        order = [(run_a, times_a), (run_b, times_b)]
+        order = list(zip(runs, times))
         if round_index % 2:
             order.reverse()
-        for run, times in order:
+        for run, measured_times in order:
             start = time.perf_counter()
             measured = run()
-            times.append(measured if measured is not None else time.perf_counter() - start)
-    return times_a, times_b
+            measured_times.append(measured if measured is not None else time.perf_counter() - start)
+    return times
 
 
 def median_ratio(times_a: list[float], times_b: list[float]) -> float:

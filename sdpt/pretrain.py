@@ -48,8 +48,8 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
 
 
 def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
-             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None, positions: str = "from_one",
-             stop_at: int | None = None) -> dict:
+             eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None,
+             positions: str = "from_one", stop_at: int | None = None) -> dict:
     """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`.
 
     `positions` is how phrase words are numbered for the text backbone (see `sdpt.detector.small_model`); resuming
@@ -57,9 +57,9 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
     that step, on the schedule of `steps` (how the first stage of the shipped model was made).
     """
     torch.manual_seed(seed)
-    detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed, positions)
+    detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed)
     model = detector.model
-    set_phrase_positions(model, positions)
+    set_phrase_positions(model, positions)  # a resumed checkpoint may have been trained with the other numbering
     for name, param in model.named_parameters():
         param.requires_grad_(not name.startswith("model.text_backbone."))  # MiniLM stays as it was trained
     trainable = [p for p in model.parameters() if p.requires_grad]
