@@ -74,7 +74,10 @@ def _client_threads(url: str, image_ids: list[int], clients: int, seconds: float
     """Every `period` seconds all clients save a box at the same moment, each on its own image, through the app's
     HTTP API (`POST /gradio_api/run/save_boxes`, one keep-alive connection per client); returns latencies (s).
 
-    A person saves every few seconds at most; all 8 at once, every second, is a heavy labelling session."""
+    Each client sends a session hash, as the browser and gradio_client do: without one, Gradio builds a fresh
+    session state (the config of every block of the UI) for each call, which was 70% of a save's server time in a
+    py-spy profile. A person saves every few seconds at most; all 8 at once, every second, is a heavy labelling
+    session."""
     import httpx
 
     latencies: list[float] = []
@@ -92,7 +95,8 @@ def _client_threads(url: str, image_ids: list[int], clients: int, seconds: float
                 time.sleep(max(0.0, begin + k * period - time.perf_counter()))
                 box = {"label": "red square", "xmin": 10 + k % 20, "ymin": 12, "xmax": 60 + k % 20, "ymax": 64}
                 start = time.perf_counter()
-                response = client.post("gradio_api/run/save_boxes", json={"data": [image_id, [box], -1]})
+                response = client.post("gradio_api/run/save_boxes",
+                                       json={"data": [image_id, [box], -1], "session_hash": f"client-{index}"})
                 response.raise_for_status()
                 with lock:
                     latencies.append(time.perf_counter() - start)
