@@ -31,12 +31,13 @@ def fusion_shares(detector, images, class_names: list[str]) -> list[dict]:
     handles = []
 
     def recorder(index, layer):
-        def hook(module, args, output):
+        def hook(module, args, kwargs, output):
             (delta_v, _), (delta_t, _) = output
-            vision = layer.layer_norm_vision(args[0])
-            text = layer.layer_norm_text(args[1])
-            # Real tokens only: text padding would count as zero updates.
-            mask = ~args[3] if len(args) > 3 and args[3] is not None else torch.ones(text.shape[:2], dtype=torch.bool)
+            # The attention's inputs are already layer-normed by the fusion layer.
+            vision, text = args[0], args[1]
+            padding = kwargs.get("text_attention_mask")
+            # Real text tokens only: padding would count as zero updates.
+            mask = ~padding if padding is not None else torch.ones(text.shape[:2], dtype=torch.bool)
             share_v = (layer.vision_param * delta_v).norm(dim=-1) / vision.norm(dim=-1)
             share_t = ((layer.text_param * delta_t).norm(dim=-1) / text.norm(dim=-1))[mask]
             records[index]["vision"] += share_v.flatten().tolist()
@@ -44,8 +45,7 @@ def fusion_shares(detector, images, class_names: list[str]) -> list[dict]:
         return hook
 
     for index, layer in enumerate(layers):
-        handles.append(layer.attn.register_forward_hook(
-            lambda module, args, output, _h=recorder(index, layer): _h(module, args, output)))
+        handles.append(layer.attn.register_forward_hook(recorder(index, layer), with_kwargs=True))
     try:
         with torch.no_grad():
             detector.model.eval()

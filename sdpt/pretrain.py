@@ -19,7 +19,8 @@ import torch
 
 from sdpt.data import load_coco
 from sdpt.detector import detection_loss, encode_batch, load_detector
-from sdpt.detector.small_model import PHRASE_POSITIONS, build_small_untrained, save_small, set_phrase_positions
+from sdpt.detector.small_model import (PHRASE_POSITIONS, build_small_untrained, save_small, set_fusion_scale,
+                                      set_phrase_positions)
 from sdpt.evaluate import evaluate
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream, write_coco
 
@@ -49,17 +50,20 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
 
 def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
              eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None,
-             positions: str = "from_one", stop_at: int | None = None) -> dict:
+             positions: str = "from_one", stop_at: int | None = None, fusion_scale: float | None = None) -> dict:
     """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`.
 
     `positions` is how phrase words are numbered for the text backbone (see `sdpt.detector.small_model`); resuming
     a checkpoint with another scheme than it was trained with switches it over. `stop_at` ends the run early at
-    that step, on the schedule of `steps` (how the first stage of the shipped model was made).
+    that step, on the schedule of `steps` (how the first stage of the shipped model was made). `fusion_scale` sets
+    the fusion layers' layer-scales before training (see `set_fusion_scale`).
     """
     torch.manual_seed(seed)
     detector = load_detector(str(resume), device=None) if resume else build_small_untrained(seed)
     model = detector.model
     set_phrase_positions(model, positions)  # a resumed checkpoint may have been trained with the other numbering
+    if fusion_scale is not None:
+        set_fusion_scale(model, fusion_scale)
     for name, param in model.named_parameters():
         param.requires_grad_(not name.startswith("model.text_backbone."))  # MiniLM stays as it was trained
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -122,13 +126,16 @@ def main() -> None:
                              "hides the first word of each phrase from the frozen MiniLM (kept to reproduce old runs)")
     parser.add_argument("--stop-at", type=int, default=None,
                         help="stop at this step, keeping the learning-rate schedule of --steps")
+    parser.add_argument("--fusion-scale", type=float, default=None,
+                        help="set the fusion layers' layer-scales to this before training (transformers starts them "
+                             "at 1e-4; see sdpt.detector.small_model.set_fusion_scale)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
     best = pretrain(args.out, args.steps, args.batch_size, args.lr, args.seed, args.eval_every,
                     max_classes=args.max_classes, resume=args.resume, positions=args.phrase_positions,
-                    stop_at=args.stop_at)
+                    stop_at=args.stop_at, fusion_scale=args.fusion_scale)
     logger.info("best held-out checkpoint: %s, saved to %s", best, args.out)
 
 
