@@ -1,6 +1,7 @@
-"""SDPT ablations on one few-shot task: tokens per layer, which layers, one shared set, the text-mask switch, init.
+"""SDPT ablations on one few-shot task: tokens per layer, which layers, one shared set, the text-mask switch, init, gate.
 
-    python -m benchmarks.sdpt_ablation --model assets/sdpt-small --results benchmarks/results/ablation.jsonl
+    python -m benchmarks.sdpt_ablation --model assets/sdpt-small --results benchmarks/results/ablation_rows.jsonl \
+        --out benchmarks/results
     python -m benchmarks.sdpt_ablation --model tiny-random --quick          # a smoke run
 
 Each variant changes one SDPT option from its default and is tuned with the few-shot benchmark's protocol
@@ -33,6 +34,8 @@ VARIANTS: dict[str, dict] = {
     "one set shared by all layers": {"shared": True},
     "text-side prompts hidden from image queries": {"image_sees_text_prompts": False},
     "normal init": {"init": "normal"},
+    "gate open from the start (mass 1, as with no gate)": {"gate_init": 0.0},
+    "gate learning rate x100": {"gate_lr_scale": 100.0},
 }
 
 
@@ -85,7 +88,9 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 variants, 1 seed, few steps, few images")
-    parser.add_argument("--task", default="appearance", choices=list(TASKS))
+    parser.add_argument("--task", default="many", choices=list(TASKS),
+                        help="default `many`: the task where the small model detects something zero-shot (mAP50 0.38) "
+                             "and full fine-tuning still has room to gain; on `appearance` every prompt stays at 0.02")
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")

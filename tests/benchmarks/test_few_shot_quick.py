@@ -2,7 +2,7 @@
 results log instead of measuring a row twice."""
 import json
 
-from benchmarks.few_shot import main
+from benchmarks.few_shot import main, table
 
 
 def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):
@@ -15,6 +15,7 @@ def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):
         assert 0.0 <= row["forgetting_map50"] <= 1.0
     tuned = [row for row in rows if row["method"] != "zero-shot"]
     assert all(row["seconds"] > 0 and row["trainable"] > 0 for row in tuned)
+    assert all(row["memory_released_first"] and row["memory_mb"] >= 0 for row in tuned)
     assert next(r for r in tuned if r["method"] == "full")["percent"] == 100.0
     assert (tmp_path / "table.md").read_text().count("\n") == len(rows) + 2
     assert (tmp_path / "map_vs_shots.png").stat().st_size > 1000
@@ -30,3 +31,12 @@ def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):
     log.write_text("".join(json.dumps(row) + "\n" for row in changed))
     main(["--model", "tiny-random", "--quick", "--results", str(log), "--max-minutes", "0"])
     assert len(log.read_text().splitlines()) == len(rows) + 1  # only the zero-shot row is redone before the budget stops it
+
+
+def test_memory_column_leaves_out_rows_logged_before_freed_memory_was_released():
+    row = {"task": "many", "method": "sdpt", "shots": 5, "seed": 0, "map": 0.2, "map50": 0.3,
+           "forgetting_map50": 0.7, "trainable": 10, "percent": 0.1, "seconds": 60.0, "memory_mb": 0.01}
+    old_only = table([row])
+    assert old_only.splitlines()[-1].endswith("| - |")
+    mixed = table([row, {**row, "seed": 1, "memory_mb": 450.0, "memory_released_first": True}])
+    assert mixed.splitlines()[-1].endswith("| 450 |")
