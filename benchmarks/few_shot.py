@@ -7,8 +7,8 @@ For each task (sdpt/synthetic/grounding.py: appearance, new_word, many), shots k
 is drawn from a seeded pool (images are added until every class has at least k boxes) and every method is tuned
 on it, then evaluated on separate test images of the task (mAP@[.5:.95] and mAP@.5 by pycocotools) and on
 held-out images of the pre-training concepts (forgetting). Trainable parameters, tuning wall time and peak
-memory (process RSS above the level before tuning, sampled, after freed memory is handed back) are reported too. Prints a markdown table; writes
-it and a plot of mAP against shots to --out.
+memory (process RSS above the level before tuning, sampled, after freed memory is handed back) are reported too.
+Prints a markdown table; writes it and a plot of mAP against shots to --out.
 """
 from __future__ import annotations
 
@@ -239,17 +239,15 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         groups.setdefault((row["task"], row["method"], row["shots"]), []).append(row)
 
-    stat = mean_spread
-
     def memory(items: list[dict]) -> str:
         # Rows logged before freed memory was handed back first under-report (see _release_free_memory).
         valid = [r for r in items if r.get("memory_released_first") or r["method"] == "zero-shot"]
-        return stat(valid, "memory_mb", 0) if valid else "-"
+        return mean_spread(valid, "memory_mb", 0) if valid else "-"
 
     for (task, method, shots), items in groups.items():
-        lines.append(f"| {task} | {method} | {shots} | {len(items)} | {stat(items, 'map')} | {stat(items, 'map50')} | "
-                     f"{stat(items, 'forgetting_map50')} | {items[0]['trainable']:,} | {items[0]['percent']:.4f} | "
-                     f"{stat(items, 'seconds', 1)} | {memory(items)} |")
+        quality = " | ".join(mean_spread(items, key) for key in ("map", "map50", "forgetting_map50"))
+        lines.append(f"| {task} | {method} | {shots} | {len(items)} | {quality} | {items[0]['trainable']:,} | "
+                     f"{items[0]['percent']:.4f} | {mean_spread(items, 'seconds', 1)} | {memory(items)} |")
     return "\n".join(lines)
 
 

@@ -81,6 +81,11 @@ def tune_step_times(detector, dataset, method: str, options: dict, steps: int, b
     return (times[1:] if len(times) > 1 else times), [h.loss for h in result.history]
 
 
+def losses_agree(reference: list[float], other: list[float]) -> bool:
+    """Step-for-step equal losses (relative 1e-4): an optimised path must not change what tuning computes."""
+    return all(abs(a - b) <= 1e-4 * max(1.0, abs(a)) for a, b in zip(reference, other))
+
+
 # ---- 1. SDPT vs full fine-tuning --------------------------------------------------------------------------------
 
 def _memory_child(model: str, side: int, method: str, steps: int, checkpointing: bool, queue) -> None:
@@ -129,8 +134,7 @@ def sdpt_vs_full(detector, dataset, model: str, side: int, repeats: int, steps: 
             "checkpointed_time_ratio": median_ratio(checkpointed_times, full_times),
             "checkpointed_peak_mb": checkpointed_memory / 2**20,
             "checkpointed_memory_ratio": checkpointed_memory / full_memory,
-            "checkpointed_losses_agree": all(abs(a - b) <= 1e-4 * max(1.0, abs(a))
-                                             for a, b in zip(losses[False], losses[True]))}
+            "checkpointed_losses_agree": losses_agree(losses[False], losses[True])}
 
 
 # ---- 2. detection latency -----------------------------------------------------------------------------------
@@ -178,8 +182,7 @@ def prefix_cache(detector, dataset, repeats: int, steps: int) -> dict:
         cached, plain = interleaved(lambda: timed(True), lambda: timed(False), repeats)
         rows[label] = {"cached_s": statistics.median(cached), "plain_s": statistics.median(plain),
                        "speedup": median_ratio(plain, cached),
-                       "losses_agree": all(abs(a - b) <= 1e-4 * max(1.0, abs(a))
-                                           for a, b in zip(losses[True], losses[False]))}
+                       "losses_agree": losses_agree(losses[True], losses[False])}
     return rows
 
 

@@ -1,4 +1,4 @@
-"""SDPT ablations on one few-shot task: tokens per layer, which layers, one shared set, the text-mask switch, init, gate.
+"""SDPT ablations on one few-shot task: token count, layers, shared set, text mask, init, gate.
 
     python -m benchmarks.sdpt_ablation --model assets/sdpt-small --results benchmarks/results/ablation_rows.jsonl \
         --out benchmarks/results
@@ -77,11 +77,10 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         groups.setdefault(row.get("variant") or "zero-shot", []).append(row)
 
-    stat = mean_spread
-
     for variant, items in groups.items():
-        lines.append(f"| {variant} | {len(items)} | {stat(items, 'map')} | {stat(items, 'map50')} | "
-                     f"{stat(items, 'forgetting_map50')} | {items[0]['trainable']:,} | {stat(items, 'seconds', 1)} |")
+        quality = " | ".join(mean_spread(items, key) for key in ("map", "map50", "forgetting_map50"))
+        lines.append(f"| {variant} | {len(items)} | {quality} | {items[0]['trainable']:,} | "
+                     f"{mean_spread(items, 'seconds', 1)} |")
     return "\n".join(lines)
 
 

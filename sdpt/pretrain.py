@@ -19,8 +19,8 @@ import torch
 
 from sdpt.data import load_coco
 from sdpt.detector import detection_loss, encode_batch, load_detector
-from sdpt.detector.small_model import (PHRASE_POSITIONS, build_small_untrained, save_small, set_fusion_scale,
-                                      set_phrase_positions)
+from sdpt.detector.loading import set_fusion_scale
+from sdpt.detector.small_model import PHRASE_POSITIONS, build_small_untrained, save_small, set_phrase_positions
 from sdpt.evaluate import evaluate
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream, write_coco
 
@@ -128,7 +128,7 @@ def main() -> None:
                         help="stop at this step, keeping the learning-rate schedule of --steps")
     parser.add_argument("--fusion-scale", type=float, default=None,
                         help="set the fusion layers' layer-scales to this before training (transformers starts them "
-                             "at 1e-4; see sdpt.detector.small_model.set_fusion_scale)")
+                             "at 1e-4; see sdpt.detector.loading.set_fusion_scale)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:

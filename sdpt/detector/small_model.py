@@ -85,21 +85,6 @@ def set_phrase_positions(model, scheme: str) -> None:
     model.sdpt_phrase_positions = scheme
 
 
-def set_fusion_scale(model, value: float) -> None:
-    """Set every fusion layer's layer-scale (the per-channel factor on its attention update) to `value`.
-
-    transformers starts them at 1e-4; pre-training at lr 1e-4 grew them only to ~0.01, so the fusion layers of that
-    model change the features they fuse by 1-2% (`python -m benchmarks.fusion_share`), which also caps what prompts
-    placed in the fusion attention can do. A larger start makes the detector rely on fusion, as real checkpoints do.
-    """
-    if not value > 0:
-        raise ValueError(f"the fusion layer-scale must be positive, got {value}")
-    with torch.no_grad():
-        for layer in model.model.encoder.layers:
-            layer.fusion_layer.vision_param.fill_(value)
-            layer.fusion_layer.text_param.fill_(value)
-
-
 def phrase_positions(directory: str | Path) -> str:
     """The phrase-position scheme a saved directory was trained with ("restart" where the marker names none)."""
     marker = json.loads((Path(directory) / MARKER_FILE).read_text())
