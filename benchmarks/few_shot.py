@@ -252,27 +252,42 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """mAP against shots per task (top) and the pre-training concepts' mAP@.5 after tuning (bottom); error bars are
+    the spread over seeds, dashed lines the zero-shot model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({r["task"] for r in rows})
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
-    for axis, task in zip(axes[0], tasks):
-        zero = [r["map"] for r in rows if r["task"] == task and r["method"] == "zero-shot"]
-        for method in [m for m in METHODS if any(r["method"] == m and r["task"] == task for r in rows)]:
-            shots = sorted({r["shots"] for r in rows if r["task"] == task and r["method"] == method})
-            means = [statistics.mean(r["map"] for r in rows if r["task"] == task and r["method"] == method
-                                     and r["shots"] == k) for k in shots]
-            axis.plot(shots, means, marker="o", label=method)
-        if zero:
-            axis.axhline(zero[0], color="grey", linestyle="--", label="zero-shot")
-        axis.set_title(task)
-        axis.set_xlabel("shots")
-        axis.set_ylabel("mAP@[.5:.95]")
-    axes[0][-1].legend(fontsize=8)
-    figure.tight_layout()
+    tasks = list(dict.fromkeys(r["task"] for r in rows))  # table order
+    panels = [("map", "task mAP@[.5:.95]"), ("forgetting_map50", "pre-training mAP@.5 after")]
+    figure, axes = plt.subplots(len(panels), len(tasks), figsize=(5 * len(tasks), 7), squeeze=False)
+    for column, task in enumerate(tasks):
+        task_rows = [r for r in rows if r["task"] == task]
+        seeds = len({r["seed"] for r in task_rows if r["method"] != "zero-shot"})
+        for row_index, (key, label) in enumerate(panels):
+            axis = axes[row_index][column]
+            for method in [m for m in METHODS if any(r["method"] == m for r in task_rows)]:
+                shots = sorted({r["shots"] for r in task_rows if r["method"] == method})
+                values = [[r[key] for r in task_rows if r["method"] == method and r["shots"] == k] for k in shots]
+                spreads = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+                axis.errorbar(shots, [statistics.mean(v) for v in values], yerr=spreads, marker="o", capsize=3,
+                              label=method)
+            zero = [r[key] for r in task_rows if r["method"] == "zero-shot"]
+            if zero:
+                axis.axhline(zero[0], color="grey", linestyle="--", label="zero-shot")
+            axis.set_xticks(sorted({r["shots"] for r in task_rows if r["method"] != "zero-shot"}))
+            axis.set_xlabel("shots")
+            axis.set_ylabel(label)
+            if row_index == 0:
+                axis.set_title(f"{task} (seeds: {seeds})")
+    # One legend for the figure: a panel can lack methods while the table is still being filled.
+    legend = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    figure.legend(legend.values(), legend.keys(), loc="center right", fontsize=9)
+    figure.tight_layout(rect=(0, 0, 0.92, 1))
     figure.savefig(path, dpi=100)
 
 
