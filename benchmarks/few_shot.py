@@ -232,6 +232,11 @@ def mean_spread(items: list[dict], key: str, digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def quality_cells(items: list[dict]) -> str:
+    """The mAP, mAP50 and pre-training mAP50 cells of a table row, each "mean ± sd" over the rows' seeds."""
+    return " | ".join(mean_spread(items, key) for key in ("map", "map50", "forgetting_map50"))
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| task | method | shots | seeds | mAP | mAP50 | pre-training mAP50 after | trainable | % | tune s | peak MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -245,9 +250,9 @@ def table(rows: list[dict]) -> str:
         return mean_spread(valid, "memory_mb", 0) if valid else "-"
 
     for (task, method, shots), items in groups.items():
-        quality = " | ".join(mean_spread(items, key) for key in ("map", "map50", "forgetting_map50"))
-        lines.append(f"| {task} | {method} | {shots} | {len(items)} | {quality} | {items[0]['trainable']:,} | "
-                     f"{items[0]['percent']:.4f} | {mean_spread(items, 'seconds', 1)} | {memory(items)} |")
+        lines.append(f"| {task} | {method} | {shots} | {len(items)} | {quality_cells(items)} | "
+                     f"{items[0]['trainable']:,} | {items[0]['percent']:.4f} | {mean_spread(items, 'seconds', 1)} | "
+                     f"{memory(items)} |")
     return "\n".join(lines)
 
 

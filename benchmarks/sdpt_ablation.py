@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, mean_spread, measure, quick_protocol,
-                                 setting_of, train_config, zero_shot)
+from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, mean_spread, measure, quality_cells,
+                                 quick_protocol, setting_of, train_config, zero_shot)
 from sdpt.data import load_coco
 from sdpt.detector import load_detector
 from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
@@ -78,8 +78,7 @@ def table(rows: list[dict]) -> str:
         groups.setdefault(row.get("variant") or "zero-shot", []).append(row)
 
     for variant, items in groups.items():
-        quality = " | ".join(mean_spread(items, key) for key in ("map", "map50", "forgetting_map50"))
-        lines.append(f"| {variant} | {len(items)} | {quality} | {items[0]['trainable']:,} | "
+        lines.append(f"| {variant} | {len(items)} | {quality_cells(items)} | {items[0]['trainable']:,} | "
                      f"{mean_spread(items, 'seconds', 1)} |")
     return "\n".join(lines)
 
