@@ -8,7 +8,7 @@ is drawn from a seeded pool (images are added until every class has at least k b
 on it, then evaluated on separate test images of the task (mAP@[.5:.95] and mAP@.5 by pycocotools) and on
 held-out images of the pre-training concepts (forgetting). Trainable parameters, tuning wall time and peak
 memory (process RSS above the level before tuning, sampled, after freed memory is handed back) are reported too.
-Prints a markdown table; writes it and a plot of mAP against shots to --out.
+Prints a markdown table; writes it, a one-line-per-method summary and a plot of mAP against shots to --out.
 """
 from __future__ import annotations
 
@@ -256,6 +256,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict]) -> str:
+    """One line per method: its mean mAP on each task at every shot count ("a / b / c"), and the range of the
+    pre-training concepts' mAP@.5 after tuning over all its runs (how much it forgets)."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    shots = sorted({r["shots"] for r in rows if r["method"] != "zero-shot"})
+    methods = list(dict.fromkeys(r["method"] for r in sorted(rows, key=lambda r: r["method"] != "zero-shot")))
+    lines = ["| method | trainable | " + " | ".join(tasks) + " | pre-training mAP@.5 after (range) |",
+             "|---|---|" + "---|" * len(tasks) + "---|"]
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        cells = []
+        for task in tasks:
+            means = [statistics.mean(r["map"] for r in mine if r["task"] == task and r["shots"] == k)
+                     for k in ([0] if method == "zero-shot" else shots)
+                     if any(r["task"] == task and r["shots"] == k for r in mine)]
+            cells.append(" / ".join(f"{m:.3f}" for m in means) or "-")
+        after = [r["forgetting_map50"] for r in mine]
+        spread = f"{min(after):.3f}" if min(after) == max(after) else f"{min(after):.3f}-{max(after):.3f}"
+        lines.append(f"| {method} | {mine[0]['trainable']:,} | " + " | ".join(cells) + f" | {spread} |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """mAP against shots per task (top) and the pre-training concepts' mAP@.5 after tuning (bottom); error bars are
     the spread over seeds, dashed lines the zero-shot model."""
@@ -322,7 +344,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=None, help="directory for table.md and map_vs_shots.png")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for table.md, summary.md and map_vs_shots.png")
     add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -336,6 +359,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "table.md").write_text(text + "\n")
+        (args.out / "summary.md").write_text(summary(rows) + "\n")
         plot(rows, args.out / "map_vs_shots.png")
     return rows
 

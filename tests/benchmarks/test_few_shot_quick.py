@@ -2,7 +2,7 @@
 results log instead of measuring a row twice."""
 import json
 
-from benchmarks.few_shot import main, table
+from benchmarks.few_shot import main, summary, table
 
 
 def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):
@@ -19,6 +19,7 @@ def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):
     assert next(r for r in tuned if r["method"] == "full")["percent"] == 100.0
     assert (tmp_path / "table.md").read_text().count("\n") == len(rows) + 2
     assert (tmp_path / "map_vs_shots.png").stat().st_size > 1000
+    assert (tmp_path / "summary.md").read_text().count("\n") == len(methods) + 2
     assert len(log.read_text().splitlines()) == len(rows)
 
     # Run again: every row comes from the log (nothing appended), with the same figures.
@@ -40,3 +41,14 @@ def test_memory_column_leaves_out_rows_logged_before_freed_memory_was_released()
     assert old_only.splitlines()[-1].endswith("| - |")
     mixed = table([row, {**row, "seed": 1, "memory_mb": 450.0, "memory_released_first": True}])
     assert mixed.splitlines()[-1].endswith("| 450 |")
+
+
+def test_summary_averages_seeds_per_shot_count_and_spans_the_forgetting_range():
+    def row(method, shots, seed, map_, after):
+        return {"task": "many", "method": method, "shots": shots, "seed": seed, "map": map_,
+                "forgetting_map50": after, "trainable": 0 if method == "zero-shot" else 10}
+    rows = [row("zero-shot", 0, 0, 0.25, 0.7),
+            row("sdpt", 1, 0, 0.2, 0.6), row("sdpt", 1, 1, 0.4, 0.7), row("sdpt", 5, 0, 0.5, 0.65)]
+    lines = summary(rows).splitlines()
+    assert lines[2] == "| zero-shot | 0 | 0.250 | 0.700 |"
+    assert lines[3] == "| sdpt | 10 | 0.300 / 0.500 | 0.600-0.700 |"
