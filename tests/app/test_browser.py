@@ -34,6 +34,19 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def wait_for_status(page, text: str) -> None:
+    """Wait for `text` in the page; on a timeout, fail with what the status line said instead and keep a screenshot
+    (a CI run once timed out here with no clue what the page showed)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).wait_for()
+    except PlaywrightTimeout:
+        shot(page, "failed-wait")
+        status = page.locator("#status").inner_text(timeout=5000)
+        raise AssertionError(f"waited 30 s for {text!r}; the status line says {status!r} (test-artifacts/failed-wait.png)")
+
+
 def test_first_use_label_and_tune(served_app, page, tmp_path):
     from PIL import Image, ImageDraw
 
@@ -49,16 +62,16 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
 
     page.locator("#new-project textarea, #new-project input").first.fill("Blood cells")
     page.locator("#create-project").click()
-    page.get_by_text("created project 'Blood cells'").wait_for()
+    wait_for_status(page, "created project 'Blood cells'")
     page.locator("#new-classes textarea, #new-classes input").first.fill("red cell")
     page.locator("#add-classes").click()
-    page.get_by_text("added 'red cell'").wait_for()
+    wait_for_status(page, "added 'red cell'")
     shot(page, "02-project-and-classes")
 
     page.get_by_role("tab", name="2 · Label images").click()
     page.locator("#uploads input[type=file]").set_input_files(str(picture))
     page.locator("#add-images").click()
-    page.get_by_text("added 1 image").wait_for()
+    wait_for_status(page, "added 1 image")
     canvas = page.locator("#annotator canvas").first
     canvas.wait_for()
     page.wait_for_timeout(1000)
@@ -71,7 +84,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     page.mouse.up()
     page.wait_for_timeout(500)
     page.locator("#save-boxes").click()
-    page.get_by_text("saved 1 boxes").wait_for()
+    wait_for_status(page, "saved 1 boxes")
     shot(page, "03-box-saved")
 
     with context.database.session() as session:
@@ -84,7 +97,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     page.get_by_role("tab", name="3 · Tune").click()
     page.locator("#steps input").fill("20")
     page.locator("#tune").click()
-    page.get_by_text("queued tuning job").wait_for()
+    wait_for_status(page, "queued tuning job")
     page.locator("#job-progress").get_by_text("done", exact=False).wait_for(timeout=240_000)
     shot(page, "04-tuning-done")
     with context.database.session() as session:
