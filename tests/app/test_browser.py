@@ -44,7 +44,8 @@ def wait_for_status(page, text: str) -> None:
     except PlaywrightTimeout:
         shot(page, "failed-wait")
         status = page.locator("#status").inner_text(timeout=5000)
-        raise AssertionError(f"waited 30 s for {text!r}; the status line says {status!r} (test-artifacts/failed-wait.png)")
+        raise AssertionError(f"timed out waiting for {text!r}; the status line says {status!r} "
+                             "(test-artifacts/failed-wait.png)")
 
 
 def test_first_use_label_and_tune(served_app, page, tmp_path):
