@@ -9,25 +9,40 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the field and what is allowed."""
 
 
+INJECTIONS = ("branch", "shared_gate", "paper")  # implemented in sdpt/detector/fusion.py
+
+
 @dataclass
 class FusionPromptConfig:
-    """Options shared by methods that add tokens to the fusion layers' token streams, behind a learned gate."""
+    """Options shared by methods that put tokens into the fusion layers' attention."""
 
     num_tokens: int = field(default=10, metadata={"help": "prompt tokens per set"})
+    injection: str = field(default="branch", metadata={
+        "help": "how the tokens act (sdpt/detector/fusion.py): 'branch' = own softmax per stream, added after the "
+                "fusion layer-scale behind tanh(scale) that starts at 0 (ours; the default); 'shared_gate' = appended "
+                "to the attention behind a learned logit gate (prompt files before format 2); 'paper' = appended, "
+                "ungated, as published"})
+    per_head_scales: bool = field(default=False, metadata={
+        "help": "'branch' only: one learned scale per attention head instead of one per layer and stream"})
     layers: list[int] | None = field(default=None, metadata={"help": "fusion layers to prompt (None = all)"})
     init: str = field(default="uniform", metadata={"help": "'uniform' (U(-s, s), as released) or 'normal' (N(0, s))"})
     init_scale: float = field(default=1.0, metadata={"help": "s in the init above"})
     gate_init: float = field(default=-10.0, metadata={
-        "help": "initial logit offset on every prompt attention score, per layer (learned as the mass exp(offset)); "
+        "help": "'shared_gate' only: initial logit offset on every prompt attention score, per layer (learned as the mass exp(offset)); "
                 "very negative = the prompted model starts as the zero-shot model (-6 was measured to still flip "
                 "the encoder's top-k choice)"})
-    gate_lr_scale: float = field(default=1.0, metadata={"help": "gates' learning rate relative to the prompts'"})
+    gate_lr_scale: float = field(default=1.0, metadata={
+        "help": "learning rate of the gates ('shared_gate') or branch scales ('branch') relative to the prompts'"})
     image_sees_text_prompts: bool = field(default=True, metadata={
         "help": "False masks the text-side prompts for image queries, as the released SDPT (GLIP) code does"})
+    text_sees_image_prompts: bool = field(default=True, metadata={
+        "help": "'branch' only: False keeps text queries away from the image-side prompts (image stream only)"})
 
     def validate(self, num_fusion_layers: int) -> None:
         if self.num_tokens < 1:
             raise ConfigError(f"num_tokens must be at least 1, got {self.num_tokens}")
+        if self.injection not in INJECTIONS:
+            raise ConfigError(f"injection must be one of {list(INJECTIONS)}, got {self.injection!r}")
         if self.init not in ("uniform", "normal"):
             raise ConfigError(f"init must be 'uniform' or 'normal', got {self.init!r}")
         for layer in self.layers or []:
@@ -50,7 +65,9 @@ class TrainConfig:
 
     steps: int = field(default=200, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=2, metadata={"help": "images per step"})
-    lr: float = field(default=5e-3, metadata={"help": "peak AdamW learning rate (2e-2 was measured to trade box quality for class scores)"})
+    lr: float | None = field(default=None, metadata={
+        "help": "peak AdamW learning rate; None = the method's own default (`default_lr` of its class, chosen on a "
+                "validation split by benchmarks/lr_search.py)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     adam_beta2: float = field(default=0.99, metadata={
         "help": "AdamW's second-moment decay; shorter memory than the usual 0.999 because prompt gradients grow by "
@@ -73,7 +90,7 @@ class TrainConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
 
 

@@ -1,6 +1,7 @@
 """Prompt files: a directory with `prompt_config.json` and `prompt.safetensors` (trainable tensors only)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -15,7 +16,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "prompt_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
-FORMAT_VERSION = 1
+# 1: fusion methods acted through the shared-softmax gate (no 'injection' option existed).
+# 2: fusion methods record their 'injection'; the default became 'branch'.
+FORMAT_VERSION = 2
 
 
 class PromptFileError(ValueError):
@@ -57,7 +60,20 @@ def read_prompt_config(directory: str | Path) -> dict:
         raise PromptFileError(f"{path} is not a prompt config: it lacks {missing}")
     if config["method"] not in METHODS:
         raise PromptFileError(f"{path} names method {config['method']!r}; known methods: {sorted(METHODS)}")
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise PromptFileError(f"{path} has prompt format {version!r}; this release reads formats 1-{FORMAT_VERSION}: "
+                              f"update the app to load it")
+    if version < 2 and isinstance(config["options"], dict):
+        _upgrade_from_format_1(config)
     return config
+
+
+def _upgrade_from_format_1(config: dict) -> None:
+    """Format 1 predates the 'injection' option: its fusion prompts acted through the shared-softmax gate."""
+    fields = {f.name for f in dataclasses.fields(METHODS[config["method"]].config_class)}
+    if "injection" in fields:
+        config["options"].setdefault("injection", "shared_gate")
 
 
 def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:

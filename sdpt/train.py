@@ -120,9 +120,10 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     if config.cache and prompt.cacheable:
         cache = PrefixCache(detector, prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,
                             max_entries=len(batches))
-    groups = prompt.param_groups(config.lr)
+    lr = config.lr if config.lr is not None else prompt.default_lr
+    groups = prompt.param_groups(lr)
     parameters = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay,
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=config.weight_decay,
                                   betas=(0.9, config.adam_beta2))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     use_amp = config.amp and detector.device.type == "cuda"

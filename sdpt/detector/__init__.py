@@ -6,7 +6,7 @@ the detection loss and box post-processing.
 """
 from sdpt.detector.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, Detector, ModelLoadError, build_tiny_random, load_detector
 from sdpt.detector.prompts import ClassPromptError, EncodedBatch, encode_batch, split_class_names
-from sdpt.detector.fusion import FusionPrompts, FusionPromptInjector, fusion_attention
+from sdpt.detector.fusion import INJECTIONS, FusionPrompts, FusionPromptInjector, fusion_attention
 from sdpt.detector.prefix_cache import PrefixCache
 from sdpt.detector.checkpointing import activation_checkpointing
 from sdpt.detector.loss import detection_loss
@@ -15,6 +15,6 @@ from sdpt.detector.postprocess import Detections, decode_detections
 __all__ = [
     "DEFAULT_MODEL", "FULL_SIZE_RANDOM", "TINY_RANDOM", "Detector", "ModelLoadError", "build_tiny_random", "load_detector",
     "ClassPromptError", "EncodedBatch", "encode_batch", "split_class_names",
-    "FusionPrompts", "FusionPromptInjector", "fusion_attention",
+    "INJECTIONS", "FusionPrompts", "FusionPromptInjector", "fusion_attention",
     "PrefixCache", "activation_checkpointing", "detection_loss", "Detections", "decode_detections",
 ]

@@ -1,8 +1,18 @@
 """Prompt injection into the fusion layers' bi-directional cross-attention (`GroundingDinoBiMultiHeadAttention`).
 
-`fusion_attention` re-states that attention so extra tokens can be appended to both token streams, with an
-optional logit offset (gate) on their attention scores, and cut off again before the residual update. With no
-prompts it computes exactly what transformers computes (tested bit-for-bit).
+`fusion_attention` re-states that attention so prompt tokens can act in it, in one of three ways (`INJECTIONS`):
+
+- "paper": the tokens are appended to both token streams and cut off again before the residual update (SDPT as
+  published);
+- "shared_gate": the same, with a learned logit offset (gate) on every score that involves a prompt token, so the
+  prompted model starts as the zero-shot model;
+- "branch": the main attention is left as it is; each stream's queries also attend, in a softmax of their own,
+  over the other stream's prompt tokens, through the layer's frozen value and output projections. That branch is
+  scaled by tanh of a learned scale (zero at start) and added to the fusion block's output *after* its layer-scale
+  (gamma), which in trained checkpoints shrinks everything the attention adds (0.006-0.011 in the shipped small
+  model), prompts included.
+
+With no prompts it computes exactly what transformers computes (tested bit-for-bit).
 """
 from __future__ import annotations
 
@@ -11,6 +21,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from sdpt.config import INJECTIONS  # noqa: F401 (re-exported: the injections this module implements)
 
 
 @dataclass
@@ -23,6 +35,10 @@ class FusionPrompts:
     gate: scalar added to every attention logit that involves a prompt token; very negative = prompts silent.
     image_sees_text_prompts: False reproduces the released SDPT code, which masks the text-side prompts
         for image queries (so only text tokens look at prompts).
+    text_sees_image_prompts: False keeps text queries away from the image-side prompts ("branch" only; an
+        ablation of the streams).
+    branch_scales: ("branch" injection) the already squashed factors (image stream, text stream) of the branch,
+        each a scalar or one per attention head; None = the tokens are appended to the main attention instead.
     """
 
     vision: torch.Tensor | None
@@ -30,6 +46,10 @@ class FusionPrompts:
     gate: torch.Tensor | None = None
     image_sees_text_prompts: bool = True
     vision_padding: torch.Tensor | None = None
+    text_sees_image_prompts: bool = True
+    branch_scales: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 
 
 def _split_heads(attn, states: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -60,14 +80,21 @@ def _append(features, mask, prompts: torch.Tensor | None, mask_value: bool, padd
 
 
 def fusion_attention(attn, vision_features, text_features, vision_attention_mask=None, text_attention_mask=None,
-                     prompts: FusionPrompts | None = None):
-    """The bi-attention of `attn` over image and text tokens, with `prompts` appended to both streams.
+                     prompts: FusionPrompts | None = None, branch_out: list | None = None):
+    """The bi-attention of `attn` over image and text tokens, with `prompts` acting in it.
 
     Masks use True = padding, as in transformers. Returns ((vision_out, vision_weights), (text_out, text_weights))
-    with the prompt positions removed, the same shapes as the unprompted module.
+    with the prompt positions removed, the same shapes as the unprompted module. Branch prompts
+    (`prompts.branch_scales` set) leave these outputs exactly as without prompts; the branch's (vision, text) updates
+    are appended to `branch_out` instead, for the caller to add after the layer-scale.
     """
     batch_size, num_vision, _ = vision_features.shape
     num_text = text_features.shape[1]
+    branch = prompts if prompts is not None and prompts.branch_scales is not None else None
+    if branch is not None:
+        if branch_out is None:
+            raise ValueError("branch prompts need a branch_out list to return their updates in")
+        prompts = None
     if prompts is not None:
         if text_attention_mask is None:
             text_attention_mask = torch.zeros(batch_size, num_text, dtype=torch.bool, device=text_features.device)
@@ -85,6 +112,8 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
     key = _split_heads(attn, attn.text_proj(text_features), batch_size)
     vision_values = _split_heads(attn, attn.values_vision_proj(vision_features), batch_size)
     text_values = _split_heads(attn, attn.values_text_proj(text_features), batch_size)
+    if branch is not None:  # the branch reuses the main attention's query projections of both streams
+        branch_out.extend(prompt_branch(attn, query, key, branch, batch_size))
 
     scores = torch.bmm(query, key.transpose(1, 2))  # (B*heads, vision tokens, text tokens)
     if prompts is not None and prompts.gate is not None:
@@ -122,13 +151,56 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
     )
 
 
+def _prompt_attention(attn, queries, keys, values, padding, scale, out_proj, batch_size):
+    """Queries (B*heads, Q, head_dim) over prompt keys/values in a softmax of their own, each head's answer times
+    `scale`, merged and passed through `out_proj`'s weight (its bias belongs to the main attention's output)."""
+    scores = torch.bmm(queries, keys.transpose(1, 2))  # (B*heads, Q, N)
+    if padding is not None:
+        mask = padding[:, None, None, :].repeat(1, attn.num_heads, 1, 1).flatten(0, 1)
+        scores = scores.masked_fill(mask, float("-inf"))
+    answers = torch.bmm(scores.softmax(dim=-1), values)  # (B*heads, Q, head_dim)
+    answers = answers.view(batch_size, attn.num_heads, -1, attn.head_dim)
+    answers = answers * scale.to(answers.dtype).reshape(-1, 1, 1)  # one factor, or one per head
+    merged = answers.transpose(1, 2).reshape(batch_size, -1, attn.embed_dim)
+    return F.linear(merged, out_proj.weight)
+
+
+def _per_image(tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return tokens.unsqueeze(0).expand(batch_size, -1, -1) if tokens.dim() == 2 else tokens
+
+
+def prompt_branch(attn, query, key, prompts: FusionPrompts, batch_size: int):
+    """The branch updates (vision (B, Nv, d_v) or None, text (B, Nt, d_l) or None) of one fusion layer.
+
+    query: the image tokens' scaled queries, key: the text tokens' keys, as the main attention split them into
+    heads. Image queries read the text-side prompt tokens; text queries read the image-side ones (the main
+    attention's transposed direction, where text keys act as queries and scaled image queries as keys).
+    """
+    vision_scale, text_scale = prompts.branch_scales
+    vision_update = text_update = None
+    if prompts.text is not None and prompts.image_sees_text_prompts:
+        tokens = _per_image(prompts.text.to(query.dtype), batch_size)  # (B, N, d_l)
+        vision_update = _prompt_attention(
+            attn, query, _split_heads(attn, attn.text_proj(tokens), batch_size),
+            _split_heads(attn, attn.values_text_proj(tokens), batch_size), None, vision_scale, attn.out_vision_proj,
+            batch_size)
+    if prompts.vision is not None and prompts.text_sees_image_prompts:
+        tokens = _per_image(prompts.vision.to(key.dtype), batch_size)  # (B, N, d_v)
+        text_update = _prompt_attention(
+            attn, key, _split_heads(attn, attn.vision_proj(tokens) * attn.scale, batch_size),
+            _split_heads(attn, attn.values_vision_proj(tokens), batch_size), prompts.vision_padding, text_scale,
+            attn.out_text_proj, batch_size)
+    return vision_update, text_update
+
+
 class FusionPromptInjector:
     """Routes chosen fusion layers through `fusion_attention` with prompts from
     `prompts_for(layer_index, vision_features, text_features, text_attention_mask)` (the layer's own inputs, for
     methods whose tokens depend on them).
 
-    `attach()` replaces the forward of those attention modules only; `detach()` gives them back untouched, so a
-    detached detector is exactly the plain model.
+    `attach()` replaces the forward of those attention modules (and, for branch prompts, of their fusion blocks,
+    which add the branch after the layer-scale); `detach()` gives them back untouched, so a detached detector is
+    exactly the plain model.
     """
 
     def __init__(self, detector, layer_indices: list[int], prompts_for: Callable[..., FusionPrompts | None]):
@@ -137,28 +209,52 @@ class FusionPromptInjector:
         self.prompts_for = prompts_for
         self.attached = False
 
+    def _modules(self, index: int) -> list:
+        block = self.detector.fusion_blocks[index]
+        return [block.attn, block]
+
     def attach(self) -> None:
         if self.attached:
             return
-        layers = self.detector.fusion_layers
         for index in self.layer_indices:
-            attn = layers[index]
-            if "forward" in attn.__dict__:
+            if any("forward" in module.__dict__ for module in self._modules(index)):
                 raise RuntimeError(f"fusion layer {index} already has a prompt attached; detach it first")
-            attn.forward = self._forward_for(attn, index)
+        for index in self.layer_indices:
+            block = self.detector.fusion_blocks[index]
+            pending: list = []  # branch updates the attention leaves for its block (one forward at a time)
+            block.attn.forward = self._attention_forward(block.attn, index, pending)
+            block.forward = self._block_forward(block, pending)
         self.attached = True
 
     def detach(self) -> None:
         if not self.attached:
             return
-        layers = self.detector.fusion_layers
         for index in self.layer_indices:
-            layers[index].__dict__.pop("forward", None)
+            for module in self._modules(index):
+                module.__dict__.pop("forward", None)
         self.attached = False
 
-    def _forward_for(self, attn, index: int):
+    def _attention_forward(self, attn, index: int, pending: list):
         def forward(vision_features, text_features, vision_attention_mask=None, text_attention_mask=None):
             prompts = self.prompts_for(index, vision_features, text_features, text_attention_mask)
+            pending.clear()
             return fusion_attention(attn, vision_features, text_features, vision_attention_mask,
-                                    text_attention_mask, prompts=prompts)
+                                    text_attention_mask, prompts=prompts, branch_out=pending)
+        return forward
+
+    @staticmethod
+    def _block_forward(block, pending: list):
+        original = type(block).forward
+
+        def forward(*args, **kwargs):
+            pending.clear()
+            (vision, vision_weights), (text, text_weights) = original(block, *args, **kwargs)
+            if pending:  # after gamma: vision + gamma * attention update + branch update
+                vision_update, text_update = pending
+                pending.clear()
+                if vision_update is not None:
+                    vision = vision + vision_update
+                if text_update is not None:
+                    text = text + text_update
+            return (vision, vision_weights), (text, text_weights)
         return forward

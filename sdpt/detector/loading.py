@@ -41,6 +41,11 @@ class Detector:
         return self.model.config
 
     @property
+    def fusion_blocks(self) -> list[nn.Module]:
+        """Each encoder layer's fusion block (`GroundingDinoFusionLayer`: layer norms, attention, layer-scale)."""
+        return [layer.fusion_layer for layer in self.model.model.encoder.layers]
+
+    @property
     def fusion_layers(self) -> list[nn.Module]:
         """The bi-directional cross-attention module of each encoder layer (`GroundingDinoBiMultiHeadAttention`)."""
         return [layer.fusion_layer.attn for layer in self.model.model.encoder.layers]

@@ -15,6 +15,7 @@ class PromptMethod(nn.Module):
     name: str = ""
     config_class: type = object
     cacheable: bool = True  # False when the prompt changes the backbones (nothing can be cached)
+    default_lr: float = 5e-3  # used when TrainConfig.lr is None; each method's value comes from the lr search
 
     def __init__(self, config, detector):
         super().__init__()

@@ -1,7 +1,10 @@
-"""Shared machinery of methods that add tokens to the fusion layers: layer choice, the learned gate, attach/detach.
+"""Shared machinery of methods that add tokens to the fusion layers: layer choice, how the tokens act, attach/detach.
 
-Every such method gets the same gate (a learned attention mass per layer, starting at exp(gate_init)), so each
-starts as the zero-shot model and the comparison between them is about the tokens alone.
+Every such method acts through the same injection (`config.injection`, see sdpt/detector/fusion.py), so each starts
+as the zero-shot model and the comparison between them is about the tokens alone:
+- 'branch' (default): learned branch scales per layer and stream (or per head), tanh-squashed, starting at 0;
+- 'shared_gate': a learned attention mass per layer, starting at exp(gate_init);
+- 'paper': no gate.
 """
 from __future__ import annotations
 
@@ -30,9 +33,16 @@ class FusionPromptMethod(PromptMethod):
         fusion = detector.fusion_layers
         config.validate(len(fusion))
         self.layer_indices = sorted({i % len(fusion) for i in (config.layers or range(len(fusion)))})
-        # Gates are learned as attention *mass* g (logit offset log|g|): the prompts' share of attention, and with
-        # it their gradients, then grow linearly under Adam instead of exponentially as a learned offset would.
-        self.gates = nn.Parameter(torch.full((len(self.layer_indices),), math.exp(config.gate_init)))
+        layers = len(self.layer_indices)
+        if config.injection == "shared_gate":
+            # Gates are learned as attention *mass* g (logit offset log|g|): the prompts' share of attention, and with
+            # it their gradients, then grow linearly under Adam instead of exponentially as a learned offset would.
+            self.gates = nn.Parameter(torch.full((layers,), math.exp(config.gate_init)))
+        elif config.injection == "branch":
+            # tanh(0) = 0: the branch adds exactly nothing until tuning moves a scale (zero-init gating, as in
+            # LLaMA-Adapter), and its first gradients go to the scales alone.
+            heads = fusion[0].num_heads if config.per_head_scales else 1
+            self.branch_scales = nn.Parameter(torch.zeros(layers, 2, heads))  # (L, image/text stream, heads)
         self._injector = FusionPromptInjector(detector, self.layer_indices, self.prompts_for)
 
     @property
@@ -55,14 +65,24 @@ class FusionPromptMethod(PromptMethod):
         return FusionPrompts(vision=vision, text=text, image_sees_text_prompts=self.config.image_sees_text_prompts)
 
     def param_groups(self, lr: float) -> list[dict]:
-        others = [p for name, p in self.named_parameters() if p.requires_grad and name != "gates"]
-        return [{"params": others, "lr": lr}, {"params": [self.gates], "lr": lr * self.config.gate_lr_scale}]
+        gate = {"shared_gate": getattr(self, "gates", None), "branch": getattr(self, "branch_scales", None)}.get(
+            self.config.injection)
+        others = [p for p in self.parameters() if p.requires_grad and p is not gate]
+        groups = [{"params": others, "lr": lr}]
+        if gate is not None:
+            groups.append({"params": [gate], "lr": lr * self.config.gate_lr_scale})
+        return groups
 
     def prompts_for(self, layer_index: int, vision_features=None, text_features=None, text_padding=None
                     ) -> FusionPrompts:
         position = self.layer_indices.index(layer_index)
         prompts = self.layer_prompts(position, vision_features, text_features, text_padding)
-        prompts.gate = torch.log(self.gates[position].abs() + 1e-30)
+        prompts.text_sees_image_prompts = self.config.text_sees_image_prompts
+        if self.config.injection == "shared_gate":
+            prompts.gate = torch.log(self.gates[position].abs() + 1e-30)
+        elif self.config.injection == "branch":
+            scales = torch.tanh(self.branch_scales[position])  # (2, heads)
+            prompts.branch_scales = (scales[0], scales[1])
         return prompts
 
     def attach(self) -> None:

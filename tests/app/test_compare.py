@@ -19,6 +19,7 @@ from app.image_files import store_upload
 from app.models import PromptRecord
 from app.ui import compare, evaluation
 from sdpt.synthetic.grounding import PRETRAIN, make_scene
+from tests.prompt_helpers import open_up
 
 ASSET = Path(__file__).resolve().parents[2] / "assets" / "sdpt-small"
 
@@ -55,9 +56,7 @@ def project(settings, database, small_models, tmp_path):
                                                    "ymax": b[3]} for b, n in objects])
             ids.append(record.id)
     prompt = build_method("sdpt", small_models.detector, seed=3)
-    with torch.no_grad():  # as after tuning: open gates, moved prototypes (so the two models differ)
-        prompt.gates.fill_(1.0)
-        prompt.prototypes.mul_(4.0)
+    open_up(prompt, token_gain=4.0)  # as after tuning: open branch, moved prototypes (so the two models differ)
     directory = save_prompt(prompt, settings.prompts_dir / f"{project_id}" / "test", names)
     config = read_prompt_config(directory)
     with database.session() as session:

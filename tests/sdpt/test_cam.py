@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sdpt.synthetic.grounding import PRETRAIN, make_scene
+from tests.prompt_helpers import open_up
 
 ASSET = Path(__file__).resolve().parents[2] / "assets" / "sdpt-small"
 
@@ -32,10 +33,8 @@ def opened_prompt(detector):
     from sdpt.methods import build_method
 
     prompt = build_method("sdpt", detector, seed=2)
-    with torch.no_grad():  # as after tuning: gates open (attention mass 1), prototypes moved away from their init
-        prompt.gates.fill_(1.0)
-        prompt.prototypes.mul_(4.0)
-    return prompt
+    # As after tuning: branch scales open, prototypes moved away from their init.
+    return open_up(prompt, token_gain=4.0)
 
 
 def test_cam_depends_on_the_class_and_the_prompt(small, scene):

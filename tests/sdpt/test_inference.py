@@ -3,6 +3,7 @@ import torch
 
 from sdpt.inference import detect, detect_both
 from sdpt.methods import build_method
+from tests.prompt_helpers import open_up
 
 
 def test_detections_are_pixel_boxes_with_names(detector, shapes_set):
@@ -23,7 +24,7 @@ def test_three_hundred_classes_work(detector, shapes_set):
 
 
 def test_both_in_one_call_equals_two_calls(detector, shapes_set):
-    prompt = build_method("sdpt", detector, {"gate_init": 0.0, "layers": [-1]})
+    prompt = open_up(build_method("sdpt", detector, {"layers": [-1]}))
     images = [s.path for s in shapes_set.samples]
     zero_shot, prompted = detect_both(detector, images, shapes_set.class_names, prompt, threshold=0.0, top_k=20)
     alone_zero = detect(detector, images, shapes_set.class_names, None, threshold=0.0, top_k=20)

@@ -8,11 +8,12 @@ from sdpt.detector import build_tiny_random
 from sdpt.inference import detect
 from sdpt.methods import build_method
 from sdpt.prompt_io import CONFIG_NAME, WEIGHTS_NAME, PromptFileError, load_prompt, save_prompt
+from tests.prompt_helpers import open_up
 
 
 @pytest.fixture()
 def saved(detector, shapes_set, tmp_path):
-    prompt = build_method("sdpt", detector, {"num_tokens": 4, "gate_init": 0.0})
+    prompt = open_up(build_method("sdpt", detector, {"num_tokens": 4}))
     with torch.no_grad():
         prompt.prototypes.normal_()
     return prompt, save_prompt(prompt, tmp_path / "prompt", shapes_set.class_names)
@@ -50,3 +51,34 @@ def test_broken_prompt_directories_are_refused(detector, saved, tmp_path):
     (directory / CONFIG_NAME).write_text(json.dumps({**config, "method": "magic"}))
     with pytest.raises(PromptFileError, match="names method 'magic'"):
         load_prompt(directory, detector)
+
+
+def test_a_format_1_prompt_loads_and_detects_as_before(detector):
+    """A prompt written by the release before the branch injection (shared-softmax gate, format 1; made by
+    tests/fixtures/prompt_format1/make_fixture.py with that release) still loads as what it was, and gives the
+    detections that release gave."""
+    import json
+    from pathlib import Path
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "prompt_format1"
+    expected = json.loads((fixture / "expected_detections.json").read_text())
+    prompt, config = load_prompt(fixture / "prompt", detector)
+    assert config["format_version"] == 1 and prompt.config.injection == "shared_gate"
+    assert {name for name, _ in prompt.named_parameters()} == {"prototypes", "gates"}
+    found = detect(detector, [fixture / "image.png"], expected["class_names"], prompt,
+                   threshold=expected["threshold"], top_k=expected["top_k"])[0]
+    assert found.classes.tolist() == expected["classes"]
+    assert torch.allclose(found.scores, torch.tensor(expected["scores"]), atol=1e-5)
+    assert torch.allclose(found.boxes, torch.tensor(expected["boxes"]), atol=1e-3)
+    zero_shot = detect(detector, [fixture / "image.png"], expected["class_names"], None,
+                       threshold=expected["threshold"], top_k=expected["top_k"])[0]
+    assert not torch.allclose(zero_shot.scores, found.scores, atol=1e-2)  # the old prompt does act
+
+
+def test_a_prompt_from_a_newer_release_is_refused_with_what_to_do(saved):
+    _, directory = saved
+    config = json.loads((directory / CONFIG_NAME).read_text())
+    config["format_version"] = 99
+    (directory / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(PromptFileError, match="update the app"):
+        load_prompt(directory, detector=None)

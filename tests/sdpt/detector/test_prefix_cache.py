@@ -3,6 +3,7 @@ import torch
 
 from sdpt.detector import PrefixCache, encode_batch
 from sdpt.methods import build_method
+from tests.prompt_helpers import open_up
 
 
 def _batch(detector, shapes_set, count=2):
@@ -11,7 +12,7 @@ def _batch(detector, shapes_set, count=2):
 
 def test_cached_equals_uncached_for_a_last_layer_prompt(detector, shapes_set):
     batch = _batch(detector, shapes_set)
-    prompt = build_method("sdpt", detector, {"layers": [-1], "gate_init": 0.0})
+    prompt = open_up(build_method("sdpt", detector, {"layers": [-1]}))
     cache = PrefixCache(detector, prompt.first_prompted_layer)
     assert prompt.first_prompted_layer == len(detector.fusion_layers) - 1 > 0
     with torch.no_grad(), prompt:
@@ -28,7 +29,7 @@ def test_cached_equals_uncached_for_a_last_layer_prompt(detector, shapes_set):
 
 def test_replay_keeps_gradients_flowing_to_the_prompt(detector, shapes_set):
     batch = _batch(detector, shapes_set, 1)
-    prompt = build_method("sdpt", detector, {"layers": [-1], "gate_init": 0.0})
+    prompt = open_up(build_method("sdpt", detector, {"layers": [-1]}))
     cache = PrefixCache(detector, prompt.first_prompted_layer)
     grads = []
     for _ in range(2):

@@ -9,6 +9,7 @@ from sdpt.methods import METHODS, build_method
 from sdpt.config import TrainConfig
 from sdpt.prompt_io import load_prompt, save_prompt
 from sdpt.train import tune
+from tests.prompt_helpers import open_up
 
 PROMPT_METHODS = sorted(name for name in METHODS if name != "full")
 
@@ -34,6 +35,7 @@ def test_starts_as_zero_shot_and_trains_only_itself(detector, shapes_set, batch,
         with prompt, torch.no_grad():
             start = detector.model(**batch.inputs)
         assert torch.allclose(start.pred_boxes, plain.pred_boxes, atol=1e-4)
+    open_up(prompt, 0.1)  # as after a first step: a closed branch (tanh(0) = 0) passes no gradient to its tokens
     with prompt:
         loss, _ = detection_loss(detector, detector.model(**batch.inputs), batch)
     loss.backward()
@@ -49,8 +51,7 @@ def test_prompt_file_round_trip(detector, shapes_set, tmp_path, name):
     with torch.no_grad():
         for param in prompt.parameters():
             param.add_(torch.randn_like(param) * 0.1)
-        if hasattr(prompt, "gates"):
-            prompt.gates.fill_(1.0)  # open, so the tokens matter
+    open_up(prompt)  # open, so the tokens matter
     images = [s.path for s in shapes_set.samples[:2]]
     before = detect(detector, images, shapes_set.class_names, prompt, threshold=0.0, top_k=10)
     loaded, _ = load_prompt(save_prompt(prompt, tmp_path / name, shapes_set.class_names), detector)
@@ -65,9 +66,12 @@ def test_parameter_counts_follow_the_design(detector):
     vision_dim, text_dim, embed_dim = (detector.fusion_layers[0].vision_dim, detector.fusion_layers[0].text_dim,
                                        detector.fusion_layers[0].embed_dim)
     layers, tokens = len(detector.fusion_layers), 10
-    assert build_method("sdpt", detector).trainable_parameters() == layers * (tokens * embed_dim + 1)
-    assert build_method("visual", detector).trainable_parameters() == layers * (tokens * vision_dim + 1)
-    assert build_method("dual", detector).trainable_parameters() == layers * (tokens * (vision_dim + text_dim) + 1)
+    # + 2 branch scales per layer (image and text stream); the shared gate had 1.
+    assert build_method("sdpt", detector).trainable_parameters() == layers * (tokens * embed_dim + 2)
+    assert build_method("sdpt", detector, {"injection": "shared_gate"}).trainable_parameters() == layers * (
+        tokens * embed_dim + 1)
+    assert build_method("visual", detector).trainable_parameters() == layers * (tokens * vision_dim + 2)
+    assert build_method("dual", detector).trainable_parameters() == layers * (tokens * (vision_dim + text_dim) + 2)
     assert build_method("full", detector).trainable_parameters() == detector.parameter_count()
     assert build_method("text", detector).trainable_parameters() == 4 * detector.config.text_config.hidden_size
 

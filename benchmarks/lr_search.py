@@ -1,0 +1,154 @@
+"""Each method's learning rate, chosen on validation images drawn from the k-shot pool (never the test images).
+
+    python -m benchmarks.lr_search --model assets/sdpt-small --results benchmarks/results/lr_search_rows.jsonl \
+        --out benchmarks/results [--max-minutes N]
+    python -m benchmarks.lr_search --model tiny-random --quick             # a smoke run
+
+Protocol: for each task, the seed-0 draw of `--shots` shots is the training set (the same draw the few-shot table
+uses), and `--val-images` other images of the task's pool are the validation set. Every method is tuned at every
+learning rate of its grid with the few-shot table's protocol (steps, batch size) and scored by validation mAP.
+One learning rate per method, across tasks: the one with the best mean validation mAP over the tasks. The choice
+goes to `lr_choice.json`, which `benchmarks.few_shot` reads, and becomes the method's `default_lr`.
+Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.few_shot import ResultsLog, add_protocol_arguments, k_shot, model_fingerprint, quick_protocol
+from sdpt.config import TrainConfig
+from sdpt.data import FewShotSet, load_coco
+from sdpt.detector import load_detector
+from sdpt.evaluate import evaluate
+from sdpt.methods import build_method
+from sdpt.synthetic.grounding import TASKS, write_coco
+
+logger = logging.getLogger("benchmarks.lr_search")
+
+PROMPT_GRID = [5e-3, 2e-2, 5e-2]
+FULL_GRID = [1e-5, 3e-5, 1e-4]
+WEIGHT_GRIDS = {"full": FULL_GRID, "fusion": [1e-4, 3e-4, 1e-3]}  # methods that tune pre-trained weights
+# The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
+METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
+
+
+def grid_of(method: str) -> list[float]:
+    return WEIGHT_GRIDS.get(method, PROMPT_GRID)
+
+
+def validation_split(pool: FewShotSet, train: FewShotSet, count: int, seed: int) -> FewShotSet:
+    """`count` pool images that are not in the training draw, in a seeded order."""
+    used = {sample.path for sample in train.samples}
+    rest = [sample for sample in pool.samples if sample.path not in used]
+    random.Random(seed + 7919).shuffle(rest)
+    return FewShotSet(pool.class_names, rest[:count])
+
+
+def setting_of(args) -> dict:
+    return {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
+            "pool_images": args.pool_images, "val_images": args.val_images, "shots": args.shots, "lr_search": 2}
+
+
+def run(args) -> list[dict]:
+    from sdpt.train import tune
+
+    detector = load_detector(args.model)
+    log = ResultsLog(args.results, setting_of(args))
+    deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        splits = {}
+        for task in args.tasks:
+            # The same pool (seed offset) as benchmarks.few_shot, so the training draw is the table's seed-0 draw.
+            pool = load_coco(write_coco(root / task / "pool", TASKS[task], args.pool_images, 30_000),
+                             root / task / "pool/images")
+            train = k_shot(pool, args.shots, 0)
+            splits[task] = train, validation_split(pool, train, args.val_images, 0)
+            logger.info("%s: %d training images, %d validation images", task, len(train), len(splits[task][1]))
+        for method in args.methods:
+            for lr in grid_of(method):
+                for task in args.tasks:
+                    if log.get(task=task, method=method, shots=args.shots, seed=0, variant=f"lr={lr:g}"):
+                        continue
+                    if deadline is not None and time.monotonic() > deadline:
+                        logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
+                        return list(log.rows.values())
+                    train, validation = splits[task]
+                    prompt = build_method(method, detector, seed=0)
+                    start = time.perf_counter()
+                    tune(detector, train, prompt, TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr))
+                    seconds = time.perf_counter() - start
+                    result = evaluate(detector, validation, prompt)
+                    row = log.add({"task": task, "method": method, "shots": args.shots, "seed": 0,
+                                   "variant": f"lr={lr:g}", "lr": lr, "val_map": result["map"],
+                                   "val_map50": result["map50"], "seconds": seconds})
+                    logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
+    return list(log.rows.values())
+
+
+def choose(rows: list[dict], tasks: list[str]) -> dict[str, float]:
+    """Per method, the learning rate with the best mean validation mAP over `tasks` (only fully measured ones)."""
+    chosen = {}
+    for method in METHOD_ORDER:
+        means = {}
+        for lr in grid_of(method):
+            scores = [r["val_map"] for r in rows if r["method"] == method and r["lr"] == lr and r["task"] in tasks]
+            if len(scores) == len(tasks):
+                means[lr] = statistics.mean(scores)
+        if means and len(means) == len(grid_of(method)):
+            chosen[method] = max(means, key=means.get)
+    return chosen
+
+
+def table(rows: list[dict], tasks: list[str], chosen: dict[str, float]) -> str:
+    lines = ["| method | lr | " + " | ".join(f"{t} val mAP" for t in tasks) + " | mean | chosen |",
+             "|---|---|" + "---|" * len(tasks) + "---|---|"]
+    for method in METHOD_ORDER:
+        for lr in grid_of(method):
+            cells = []
+            for task in tasks:
+                found = [r["val_map"] for r in rows if r["method"] == method and r["lr"] == lr and r["task"] == task]
+                cells.append(f"{found[0]:.3f}" if found else "-")
+            if all(c == "-" for c in cells):
+                continue
+            done = [float(c) for c in cells if c != "-"]
+            mean = f"{statistics.mean(done):.3f}" if len(done) == len(tasks) else "-"
+            mark = "**yes**" if chosen.get(method) == lr else ""
+            lines.append(f"| {method} | {lr:g} | " + " | ".join(cells) + f" | {mean} | {mark} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one task, two methods, few steps and images")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=METHOD_ORDER, choices=METHOD_ORDER)
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--val-images", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=None, help="directory for lr_search.md and lr_choice.json")
+    add_protocol_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks, args.methods, args.shots, args.val_images = args.tasks[:1], ["sdpt", "text"], 1, 2
+        quick_protocol(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = run(args)
+    chosen = choose(rows, args.tasks)
+    text = table(rows, args.tasks, chosen)
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "lr_search.md").write_text(text + "\n")
+        (args.out / "lr_choice.json").write_text(json.dumps(chosen, indent=2) + "\n")
+    return chosen
+
+
+if __name__ == "__main__":
+    main()
