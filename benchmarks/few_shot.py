@@ -36,7 +36,8 @@ from sdpt.methods import build_method
 from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
 
 logger = logging.getLogger("benchmarks.few_shot")
-METHODS = ["sdpt", "text", "visual", "dual", "upt", "dpt", "full"]
+METHODS = ["sdpt", "text", "visual", "dual", "upt", "dpt", "fusion", "full"]
+LR_CHOICE = Path(__file__).resolve().parent / "results" / "lr_choice.json"
 
 
 def _release_free_memory() -> None:
@@ -161,8 +162,8 @@ def measure(detector, data: TaskData, method: str, shots: int, seed: int, config
         tune(detector, train, prompt, config)
         seconds = time.perf_counter() - start
     result = evaluate(detector, data.test, prompt)
-    return {"task": data.task, "method": method, "shots": shots, "seed": seed, "map": result["map"],
-            "map50": result["map50"], "trainable": prompt.trainable_parameters(),
+    return {"task": data.task, "method": method, "shots": shots, "seed": seed, "lr": config.lr,
+            "map": result["map"], "map50": result["map50"], "trainable": prompt.trainable_parameters(),
             "percent": 100 * prompt.trainable_fraction(), "seconds": seconds, "memory_mb": memory.megabytes,
             "memory_released_first": True,
             "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"]}
@@ -176,15 +177,25 @@ def zero_shot(detector, data: TaskData) -> dict:
 
 
 def setting_of(args) -> dict:
+    # protocol 2: fusion prompts act through the branch after gamma, and each method tunes at its own learning
+    # rate (recorded per row); rows of the earlier protocol are kept in the log but not mixed in.
     return {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
-            "full_lr": args.full_lr, "pool_images": args.pool_images, "test_images": args.test_images}
+            "pool_images": args.pool_images, "test_images": args.test_images, "protocol": 2}
+
+
+def learning_rates(path: Path | None) -> dict[str, float]:
+    """Each method's learning rate as the lr search chose it (`benchmarks.lr_search`), where it has one."""
+    if path is None or not path.is_file():
+        return {}
+    return {method: float(lr) for method, lr in json.loads(path.read_text()).items()}
 
 
 def train_config(args, method: str, seed: int) -> TrainConfig:
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed)
-    if method == "full":
-        config.lr = args.full_lr
-    return config
+    """The protocol's tuning config, at the method's chosen learning rate (else its class's `default_lr`)."""
+    from sdpt.methods import METHODS as CLASSES
+
+    lr = args.lrs.get(method, CLASSES[method].default_lr)
+    return TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed, lr=lr)
 
 
 def run(args) -> list[dict]:
@@ -204,13 +215,14 @@ def run(args) -> list[dict]:
             for task in args.tasks:
                 for shots in args.shots:
                     for method in args.methods:
-                        if log.get(task=task, method=method, shots=shots, seed=seed) is not None:
+                        config = train_config(args, method, seed)
+                        done = log.get(task=task, method=method, shots=shots, seed=seed)
+                        if done is not None and done.get("lr") == config.lr:
                             continue
                         if deadline is not None and time.monotonic() > deadline:
                             logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                             return selected(log, args)
-                        row = log.add(measure(detector, data[task], method, shots, seed,
-                                              train_config(args, method, seed)))
+                        row = log.add(measure(detector, data[task], method, shots, seed, config))
                         logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
     return selected(log, args)
 
@@ -278,6 +290,26 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def method_card(rows: list[dict], model: str) -> dict:
+    """Per method, what the app's Tune tab says of it: trainable parameters and share, the mean mAP gain over
+    zero-shot at the largest shot count (mean over tasks and seeds), and the pre-training concepts' mean mAP@.5
+    after tuning against before (forgetting)."""
+    zero = {r["task"]: r for r in rows if r["method"] == "zero-shot"}
+    shots = max((r["shots"] for r in rows if r["method"] != "zero-shot"), default=0)
+    card = {"model": model, "shots": shots, "methods": {}}
+    for method in METHODS:
+        mine = [r for r in rows if r["method"] == method and r["shots"] == shots and r["task"] in zero]
+        if not mine:
+            continue
+        before = statistics.mean(zero[r["task"]]["forgetting_map50"] for r in mine)
+        card["methods"][method] = {
+            "trainable": mine[0]["trainable"], "percent": mine[0]["percent"],
+            "gain": statistics.mean(r["map"] - zero[r["task"]]["map"] for r in mine),
+            "pretrain_map50_before": before, "pretrain_map50_after": statistics.mean(r["forgetting_map50"] for r in mine),
+            "tasks": sorted({r["task"] for r in mine}), "runs": len(mine), "lr": mine[0].get("lr")}
+    return card
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """mAP against shots per task (top) and the pre-training concepts' mAP@.5 after tuning (bottom); error bars are
     the spread over seeds, dashed lines the zero-shot model."""
@@ -323,7 +355,9 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="assets/sdpt-small")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--full-lr", type=float, default=1e-4, help="learning rate of full fine-tuning")
+    parser.add_argument("--lrs", type=Path, default=LR_CHOICE,
+                        help="JSON of each method's learning rate, as benchmarks.lr_search writes it (methods it "
+                             "lacks tune at their class's default_lr)")
     parser.add_argument("--pool-images", type=int, default=80)
     parser.add_argument("--test-images", type=int, default=60)
     parser.add_argument("--results", type=Path, default=None,
@@ -348,6 +382,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="directory for table.md, summary.md and map_vs_shots.png")
     add_protocol_arguments(parser)
     args = parser.parse_args(argv)
+    args.lrs = learning_rates(args.lrs)
     if args.quick:
         args.tasks, args.shots, args.seeds = args.tasks[:1], [1], [0]
         args.methods = [m for m in args.methods if m in ("sdpt", "text", "full")]
@@ -360,6 +395,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "table.md").write_text(text + "\n")
         (args.out / "summary.md").write_text(summary(rows) + "\n")
+        (args.out / "method_card.json").write_text(json.dumps(method_card(rows, model_fingerprint(args.model)),
+                                                              indent=2) + "\n")
         plot(rows, args.out / "map_vs_shots.png")
     return rows
 

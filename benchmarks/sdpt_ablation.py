@@ -1,4 +1,5 @@
-"""SDPT ablations on one few-shot task: token count, layers, shared set, text mask, init, gate.
+"""SDPT ablations on one few-shot task: injection, token count, layers, shared set, streams, init, scales, lr and
+two forgetting controls.
 
     python -m benchmarks.sdpt_ablation --model assets/sdpt-small --results benchmarks/results/ablation_rows.jsonl \
         --out benchmarks/results
@@ -16,32 +17,53 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, mean_spread, measure, quality_cells,
-                                 quick_protocol, setting_of, train_config, zero_shot)
+from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, learning_rates, mean_spread, measure,
+                                 quality_cells, quick_protocol, setting_of, train_config, zero_shot)
 from sdpt.data import load_coco
 from sdpt.detector import load_detector
 from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
 
 logger = logging.getLogger("benchmarks.sdpt_ablation")
 
+# Each variant changes SDPT's defaults by its options; "lr" and "weight_decay" go to the tuning config instead.
 VARIANTS: dict[str, dict] = {
-    "default (10 tokens, every fusion layer, a set per layer)": {},
+    "default (branch after gamma, 10 tokens, every fusion layer, a set per layer)": {},
+    "injection: shared-softmax gate (the previous default)": {"injection": "shared_gate"},
+    "injection: appended, ungated (the paper's form)": {"injection": "paper"},
     "2 tokens per layer": {"num_tokens": 2},
-    "5 tokens per layer": {"num_tokens": 5},
     "20 tokens per layer": {"num_tokens": 20},
-    "first fusion layer only": {"layers": [0]},
     "last fusion layer only": {"layers": [-1]},
     "one set shared by all layers": {"shared": True},
-    "text-side prompts hidden from image queries": {"image_sees_text_prompts": False},
+    "text stream only (image queries do not see the prompts)": {"image_sees_text_prompts": False},
+    "image stream only (text queries do not see the prompts)": {"text_sees_image_prompts": False},
     "normal init": {"init": "normal"},
-    "gate open from the start (mass 1, as with no gate)": {"gate_init": 0.0},
-    "gate learning rate x100": {"gate_lr_scale": 100.0},
+    "per-head scales": {"per_head_scales": True},
+    "lr / 10": {"lr_factor": 0.1},
+    "lr x 2": {"lr_factor": 2.0},
+    "scales' lr / 10 (forgetting control)": {"gate_lr_scale": 0.1},
+    "weight decay 0.25, as GLIP's prompt tuning (forgetting control)": {"weight_decay": 0.25},
 }
+TRAIN_KEYS = ("lr_factor", "weight_decay")
+
+
+def split_variant(variant: dict) -> tuple[dict, dict]:
+    """(method options, tuning-config changes) of a variant."""
+    return ({k: v for k, v in variant.items() if k not in TRAIN_KEYS},
+            {k: v for k, v in variant.items() if k in TRAIN_KEYS})
+
+
+def variant_config(args, seed: int, changes: dict):
+    config = train_config(args, "sdpt", seed)
+    if "lr_factor" in changes:
+        config.lr = config.lr * changes["lr_factor"]
+    if "weight_decay" in changes:
+        config.weight_decay = changes["weight_decay"]
+    return config
 
 
 def run(args) -> list[dict]:
     detector = load_detector(args.model)
-    log = ResultsLog(args.results, {**setting_of(args), "ablation": True})
+    log = ResultsLog(args.results, {**setting_of(args), "ablation": 2})
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -56,8 +78,8 @@ def run(args) -> list[dict]:
                 if deadline is not None and time.monotonic() > deadline:
                     logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                     return rows_of(log, args)
-                row = measure(detector, data, "sdpt", args.shots, seed, train_config(args, "sdpt", seed),
-                              VARIANTS[variant])
+                options, changes = split_variant(VARIANTS[variant])
+                row = measure(detector, data, "sdpt", args.shots, seed, variant_config(args, seed, changes), options)
                 row = log.add({**row, "variant": variant, "options": VARIANTS[variant]})
                 logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
     return rows_of(log, args)
@@ -95,6 +117,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=None, help="directory for ablation.md")
     add_protocol_arguments(parser)
     args = parser.parse_args(argv)
+    args.lrs = learning_rates(args.lrs)
     if args.quick:
         args.seeds, args.shots = [0], 1
         args.variants = [v for v in VARIANTS if VARIANTS[v].keys() & {"layers", "shared"}] + [next(iter(VARIANTS))]

@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(tune)
     tune.add_argument("--images", required=True, help="directory holding the annotation file's images")
     tune.add_argument("--annotations", required=True, help="COCO JSON; category names are the class names")
-    tune.add_argument("--method", default="sdpt", help="prompt method (default: sdpt)")
+    tune.add_argument("--method", default=None, help="prompt method (default: sdpt.methods.DEFAULT_METHOD, 'sdpt')")
     tune.add_argument("--steps", type=int, default=200)
     tune.add_argument("--out", required=True, help="directory to write the prompt to")
-    tune.add_argument("--lr", type=float, default=None)
+    tune.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own, chosen by "
+                                                                 "benchmarks/lr_search.py)")
     tune.add_argument("--tokens", type=int, default=None, help="prototype tokens per set")
     tune.add_argument("--layers", type=_parse_layers, default=None,
                       help="fusion layers to prompt: 'all' or e.g. '5' or '4,5'")
@@ -70,12 +71,13 @@ def run_tune(args) -> int:
     from sdpt.config import TrainConfig
     from sdpt.data import load_coco
     from sdpt.detector import load_detector
-    from sdpt.methods import build_method
+    from sdpt.methods import DEFAULT_METHOD, build_method
     from sdpt.prompt_io import save_prompt
     from sdpt.train import tune
 
     dataset = load_coco(args.annotations, args.images)
     detector = load_detector(args.model, args.device)
+    args.method = args.method or DEFAULT_METHOD
     options = {"num_tokens": args.tokens, "layers": args.layers, "shared": args.shared or None}
     prompt = build_method(args.method, detector, {k: v for k, v in options.items() if v is not None}, seed=args.seed)
     logger.info("%s: %d trainable parameters (%.4f%% of %d)", args.method, prompt.trainable_parameters(),

@@ -3,14 +3,19 @@ from sdpt.methods.base import PromptMethod
 from sdpt.methods.dpt import DPTPrompt
 from sdpt.methods.dual import DualPrompt
 from sdpt.methods.full import FullFineTune
+from sdpt.methods.fusion_finetune import FusionFineTune
 from sdpt.methods.sdpt import SDPTPrompt
 from sdpt.methods.text import TextPrompt
 from sdpt.methods.upt import UPTPrompt
 from sdpt.methods.visual import VisualPrompt
 
 METHODS: dict[str, type[PromptMethod]] = {
-    cls.name: cls for cls in (SDPTPrompt, TextPrompt, VisualPrompt, DualPrompt, UPTPrompt, DPTPrompt, FullFineTune)
+    cls.name: cls for cls in (SDPTPrompt, TextPrompt, VisualPrompt, DualPrompt, UPTPrompt, DPTPrompt, FusionFineTune,
+                               FullFineTune)
 }
+
+# The method the CLI and the app tune with unless told otherwise: the winner of the few-shot table (BENCHMARKS.md).
+DEFAULT_METHOD = "sdpt"
 
 
 def build_method(name: str, detector, options: dict | None = None, seed: int = 0) -> PromptMethod:
@@ -28,4 +33,4 @@ def build_method(name: str, detector, options: dict | None = None, seed: int = 0
         return cls(config, detector)
 
 
-__all__ = ["METHODS", "PromptMethod", "build_method"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "PromptMethod", "build_method"]

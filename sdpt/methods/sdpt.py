@@ -5,8 +5,19 @@ Zhou, Wu et al., "Fusion-based Open-vocabulary Detection with Synchronous Dual P
 frozen inverse projections (Moore-Penrose pseudo-inverses of the fusion's `vision_proj` and `text_proj`, bias
 removed first) carry U into the image and text token streams, so one set of tokens speaks to both modalities.
 
-The learned gate (see `fusion_base`) is our addition: the prompted model starts as the zero-shot model instead of
-letting randomly initialised prototypes take most of the attention before any training.
+What is the paper's: the prototypes U in the shared attention space, their uniform init, one set per fusion layer
+(or one shared set), and the frozen pseudo-inverses that carry them into both token streams.
+
+What is ours (`injection`, see sdpt/detector/fusion.py):
+- 'branch' (default): the carried tokens do not join the fusion attention's softmax. Each stream's queries attend
+  over the other stream's prompt tokens in a softmax of their own, through the layer's frozen value and output
+  projections, scaled by tanh of a learned per-layer, per-stream scale that starts at 0 (zero-init gating as in
+  LLaMA-Adapter), and the result is added after the fusion block's layer-scale gamma. Measured reason: gamma is
+  0.006-0.011 in the shipped small model, so anything inside the attention was scaled down a hundredfold and tuning
+  moved nothing (BENCHMARKS.md). The model starts exactly as the zero-shot model.
+- 'shared_gate' (the previous default, and how format-1 prompt files load): the tokens are appended to the
+  attention, behind a learned logit gate that starts closed.
+- 'paper': appended, ungated, as published.
 """
 from __future__ import annotations
 
@@ -26,6 +37,7 @@ def inverse_projection(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
 class SDPTPrompt(FusionPromptMethod):
     name = "sdpt"
     config_class = SDPTConfig
+    default_lr = 5e-2  # the branch needs it (at 5e-3 it fell below zero-shot); confirmed by benchmarks/lr_search.py
 
     def __init__(self, config: SDPTConfig, detector):
         super().__init__(config, detector)

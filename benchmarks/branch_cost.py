@@ -1,0 +1,95 @@
+"""What the branch injection costs: its tuning step against the shared-gate step it replaced and against full
+fine-tuning, on the real grounding-dino-tiny architecture; and whether the prefix cache stays exact with it.
+
+    python -m benchmarks.branch_cost                     # full size (random weights), 800 px
+    python -m benchmarks.branch_cost --quick             # tiny model, 96 px: a smoke run that checks results
+
+Targets (the tuning issue): branch step <= 1.05x the shared-gate step; branch <= 0.6x full fine-tuning in time
+and peak memory; cached and uncached branch steps give the same losses. All sides run interleaved in one process
+(median of per-round ratios); peak memory per side in a fresh child process (see benchmarks.performance).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+
+import torch
+
+from benchmarks.performance import losses_agree, peak_memory, setup, subset, tune_step_times, verdict
+from benchmarks.timing import interleaved_all, median_ratio
+
+logger = logging.getLogger("benchmarks.branch_cost")
+
+
+def measure(args) -> dict:
+    torch.set_num_threads(args.threads)
+    detector, dataset = setup(args.model, args.image_size, images=1)
+    one = subset(dataset, 1)
+    losses: dict[str, list[float]] = {}
+
+    def step(name: str, method: str, options: dict, cache: bool = True) -> float:
+        times, losses[name] = tune_step_times(detector, one, method, options, args.steps, 1, cache)
+        return statistics.median(times)
+
+    branch, gate, full = interleaved_all([
+        lambda: step("branch", "sdpt", {"injection": "branch"}),
+        lambda: step("shared_gate", "sdpt", {"injection": "shared_gate"}),
+        lambda: step("full", "full", {})], args.repeats)
+    # Exactness of the prefix cache with the branch: prompt only the last layer so most of the encoder is cached.
+    step("last_cached", "sdpt", {"layers": [-1]}, cache=True)
+    step("last_plain", "sdpt", {"layers": [-1]}, cache=False)
+    branch_memory = peak_memory(args.model, args.image_size, "sdpt", 2)  # the default injection: the branch
+    full_memory = peak_memory(args.model, args.image_size, "full", 2)
+    return {"branch_step_s": statistics.median(branch), "gate_step_s": statistics.median(gate),
+            "full_step_s": statistics.median(full), "branch_vs_gate": median_ratio(branch, gate),
+            "branch_vs_full": median_ratio(branch, full), "branch_peak_mb": branch_memory / 2**20,
+            "full_peak_mb": full_memory / 2**20, "memory_vs_full": branch_memory / full_memory,
+            "cache_exact": losses_agree(losses["last_plain"], losses["last_cached"]),
+            "parameters": detector.parameter_count()}
+
+
+def report(r: dict, args) -> str:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {args.threads} threads"
+    rows = [
+        ("branch step vs shared-gate step (today's SDPT)", f"{r['branch_step_s']:.2f} s vs {r['gate_step_s']:.2f} s"
+         f" = {r['branch_vs_gate']:.3f}x", "<= 1.05x", verdict(r["branch_vs_gate"], 1.05)),
+        ("branch step vs full fine-tuning step", f"{r['branch_step_s']:.2f} s vs {r['full_step_s']:.2f} s = "
+         f"{r['branch_vs_full']:.2f}x", "<= 0.6x", verdict(r["branch_vs_full"], 0.6)),
+        ("branch vs full fine-tuning: peak memory", f"{r['branch_peak_mb']:.0f} MB vs {r['full_peak_mb']:.0f} MB = "
+         f"{r['memory_vs_full']:.2f}x", "<= 0.6x", verdict(r["memory_vs_full"], 0.6)),
+        ("prefix cache with the branch (last layer prompted): same losses cached and uncached",
+         "yes" if r["cache_exact"] else "NO", "yes", "met" if r["cache_exact"] else "**missed**"),
+    ]
+    lines = [f"    {args.command}", "",
+             f"{device}; torch {torch.__version__}. Model `{args.model}` ({r['parameters']:,} parameters), "
+             f"{args.image_size}x{args.image_size} images, batch 1, {args.repeats} interleaved rounds.", "",
+             "| figure | measured | target | verdict |", "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model, 96 px images, 2 rounds")
+    parser.add_argument("--model", default=None, help="default full-size-random (quick: tiny-random)")
+    parser.add_argument("--image-size", type=int, default=None, help="square image side (default 800; quick 96)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 3; quick 2)")
+    parser.add_argument("--steps", type=int, default=3, help="tuning steps per timing; the first is dropped")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.model = args.model or ("tiny-random" if args.quick else "full-size-random")
+    args.image_size = args.image_size or (96 if args.quick else 800)
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.command = "python -m benchmarks.branch_cost" + (" --quick" if args.quick else "")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    results = measure(args)
+    print(report(results, args))
+    print(json.dumps(results), flush=True)
+    if not results["cache_exact"]:
+        raise SystemExit("the prefix cache changed the branch's losses: speed must not change results")
+    return results
+
+
+if __name__ == "__main__":
+    main()
