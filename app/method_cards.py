@@ -1,0 +1,58 @@
+"""What the Tune tab says of each method, in one line: what trains, how many parameters, and what the few-shot
+benchmark measured for it (mAP gain over zero-shot and forgetting of other class names).
+
+The figures come from `benchmarks/results/method_card.json`, which `python -m benchmarks.few_shot --out
+benchmarks/results` writes; without that file the lines carry no figures.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "method_card.json"
+
+WHAT_TRAINS = {
+    "sdpt": "SDPT: prototype tokens shared by both streams of the fusion attention",
+    "text": "text context tokens before each class name (CoOp)",
+    "visual": "visual tokens for the fusion attention (VPT)",
+    "dual": "independent text and visual tokens",
+    "upt": "one shared prompt mapped to both streams (UPT)",
+    "dpt": "text context + class-aware visual prompts (DPT)",
+    "fusion": "fine-tunes the fusion layers' attention (large file)",
+    "full": "fine-tunes every weight (largest file, slowest)",
+}
+
+
+@lru_cache(maxsize=1)
+def benchmark_card(path: Path = CARD_FILE) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:  # a broken file must not stop the app; the lines then lack figures
+        logger.warning("cannot read %s (%s); method lines show no benchmark figures", path, error)
+        return {}
+
+
+def method_line(name: str, default: str, card: dict | None = None) -> str:
+    """e.g. "sdpt (default) · SDPT: ... · 5,124 parameters (0.019%) · +0.10 mAP at 10 shots · other class names
+    mAP50 0.72 -> 0.15 (small-model benchmark)"."""
+    card = benchmark_card() if card is None else card
+    parts = [f"{name} (default)" if name == default else name, WHAT_TRAINS.get(name, name)]
+    figures = card.get("methods", {}).get(name)
+    if figures:
+        parts += [f"{figures['trainable']:,} parameters ({figures['percent']:.3g}%)",
+                  f"{figures['gain']:+.3f} mAP at {card['shots']} shots",
+                  f"other class names mAP50 {figures['pretrain_map50_before']:.2f} -> "
+                  f"{figures['pretrain_map50_after']:.2f} (small-model benchmark)"]
+    return " · ".join(parts)
+
+
+def method_choices(names: list[str], default: str) -> list[tuple[str, str]]:
+    """(label, value) pairs for the method dropdown, the default first."""
+    ordered = [default] + [n for n in names if n != default]
+    return [(method_line(name, default), name) for name in ordered]

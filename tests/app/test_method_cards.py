@@ -1,0 +1,26 @@
+"""Method lines of the Tune tab: the benchmark's figures when its card exists, a plain line when it does not."""
+import json
+
+from app.method_cards import benchmark_card, method_choices, method_line
+
+
+def test_line_carries_the_benchmark_figures(tmp_path):
+    card = {"shots": 10, "methods": {"sdpt": {"trainable": 5124, "percent": 0.0192, "gain": 0.101,
+                                              "pretrain_map50_before": 0.718, "pretrain_map50_after": 0.15}}}
+    line = method_line("sdpt", "sdpt", card)
+    assert line.startswith("sdpt (default) · SDPT")
+    assert "5,124 parameters (0.0192%)" in line and "+0.101 mAP at 10 shots" in line and "0.72 -> 0.15" in line
+    assert method_line("text", "sdpt", card) == "text · text context tokens before each class name (CoOp)"
+
+
+def test_missing_or_broken_card_gives_lines_without_figures(tmp_path):
+    assert benchmark_card.__wrapped__(tmp_path / "none.json") == {}
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert benchmark_card.__wrapped__(broken) == {}
+    assert json.dumps(method_line("full", "sdpt", {})) and "parameters" not in method_line("full", "sdpt", {})
+
+
+def test_choices_put_the_default_first():
+    values = [value for _, value in method_choices(["text", "sdpt", "full"], "sdpt")]
+    assert values == ["sdpt", "text", "full"]
