@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.image_files import StoredImage, stored_path
-from app.models import Box, ClassLabel, ImageRecord, Project, PromptRecord, TuningJob, utcnow
+from app.models import DEFAULT_OWNER, Box, ClassLabel, ImageRecord, Project, PromptRecord, TuningJob, utcnow
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075")
@@ -53,11 +53,12 @@ def get_project(session: Session, project_id: int) -> Project:
     return _get(session, Project, project_id, "project")
 
 
-def create_project(session: Session, name: str) -> Project:
+def create_project(session: Session, name: str, owner: str = DEFAULT_OWNER) -> Project:
     display, key = clean_name(name, "project")
     if session.scalar(select(Project).where(Project.name_key == key)):
+        # names are unique across users (the column predates sign-in): say so without naming the other owner
         raise StoreError(f"a project called {display!r} exists already; pick another name")
-    project = Project(name=display, name_key=key)
+    project = Project(name=display, name_key=key, owner=owner)
     session.add(project)
     session.flush()
     return project
