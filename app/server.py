@@ -22,7 +22,9 @@ def build_app(settings: Settings, models: ModelService | None = None):
     """(demo, context, worker or None). The worker is a child process with its own copy of the model, so tuning
     neither touches the detector the UI uses for pre-annotation nor slows the web server."""
     models = models or ModelService(settings.model)
-    context = AppContext(Database(settings.database_url), settings, models)
+    database = Database(settings.database_url, settings.admin_user)  # upgrades an older schema first
+    logger.info("database: %s", database.schema_note)
+    context = AppContext(database, settings, models)
     worker = None
     demo = build_ui(context)
     if settings.worker and on_zero_gpu():

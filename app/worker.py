@@ -209,7 +209,7 @@ class Worker:
 def _worker_process_main(settings: Settings, preload: str | None, stop_event, ready_event, parent_pid: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(name)s %(message)s")
     os.nice(10)  # the web server comes first: saving a box must not wait behind a tuning step
-    worker = Worker(Database(settings.database_url), settings, stop_event=stop_event, ready_event=ready_event,
+    worker = Worker(Database(settings.database_url, settings.admin_user), settings, stop_event=stop_event, ready_event=ready_event,
                     parent_pid=parent_pid)
     worker.run_forever(preload)
 
@@ -248,7 +248,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = resolve(args)
-    worker = Worker(Database(settings.database_url), settings)
+    worker = Worker(Database(settings.database_url, settings.admin_user), settings)
     if args.once:
         worker.recover_stale()
         worker.run_once()

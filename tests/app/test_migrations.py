@@ -1,0 +1,106 @@
+"""Upgrades keep data: a database written by the release before Alembic (a committed fixture made by that code,
+see fixtures/make_release_db.py) is upgraded and every row of every table is checked; the baseline revision is
+checked to build exactly that release's schema."""
+import shutil
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+
+from app import access, store
+from app.db import BASELINE, Database, _alembic_config, current_revision, head_revision
+
+FIXTURE = Path(__file__).parent / "fixtures" / "release-70cfd7b.sqlite"
+RELEASE_TABLES = ("projects", "classes", "images", "boxes", "tuning_jobs", "prompts")
+
+
+def rows(path: Path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(path) as connection:
+        return {t: connection.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in RELEASE_TABLES}
+
+
+def columns(path: Path) -> dict[str, list[str]]:
+    with sqlite3.connect(path) as connection:
+        return {t: [r[1] for r in connection.execute(f"PRAGMA table_info({t})")] for t in RELEASE_TABLES}
+
+
+def schema(url: str, tables=RELEASE_TABLES) -> dict:
+    engine = create_engine(url)
+    found = inspect(engine)
+    described = {}
+    for table in tables:
+        described[table] = {
+            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)],
+            "primary": found.get_pk_constraint(table)["constrained_columns"],
+            "foreign": sorted((tuple(f["constrained_columns"]), f["referred_table"], f["options"].get("ondelete"))
+                              for f in found.get_foreign_keys(table)),
+            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                              for i in found.get_indexes(table)),
+            "unique": sorted(tuple(u["column_names"]) for u in found.get_unique_constraints(table)),
+        }
+    engine.dispose()
+    return described
+
+
+def test_upgrade_from_the_release_before_alembic_keeps_every_row(tmp_path):
+    path = tmp_path / "sdpt.sqlite"
+    shutil.copyfile(FIXTURE, path)
+    before, old_columns = rows(path), columns(path)
+    assert all(before[t] for t in RELEASE_TABLES), "the fixture must hold rows of every table"
+    assert {r[7] for r in before["images"]} == {"train", "heldout"}  # both splits are there to be kept
+
+    database = Database(f"sqlite:///{path}", admin_user="alice")
+    assert "upgraded the schema from the pre-Alembic release" in database.schema_note
+    assert current_revision(database.engine) == head_revision()
+    database.engine.dispose()
+
+    with sqlite3.connect(path) as connection:  # the release's columns are unchanged, row for row
+        for table in RELEASE_TABLES:
+            listed = ", ".join(old_columns[table])
+            assert connection.execute(f"SELECT {listed} FROM {table} ORDER BY id").fetchall() == before[table], table
+        owners = connection.execute("SELECT DISTINCT owner FROM projects").fetchall()
+    assert owners == [("alice",)]  # every existing project belongs to the configured admin user
+
+    (backup,) = tmp_path.glob("sdpt.sqlite.before-alembic-*.bak")
+    assert rows(backup) == before and "owner" not in columns(backup)["projects"]
+
+    database = Database(f"sqlite:///{path}", admin_user="alice")  # the app reads it as before
+    assert database.schema_note == f"schema at {head_revision()}"
+    alice, bob = access.User("alice"), access.User("bob")
+    with database.session() as session:
+        visible = access.visible_projects(session, alice)
+        assert [p.name for p, _ in visible] == ["Blood cells", "Parts", "Ćelije"]
+        assert access.visible_projects(session, bob) == []
+        first = visible[0][0]
+        images = store.list_images(session, first.id)
+        assert [len(i.boxes) for i in images] == [1, 2, 3]
+        assert [b.label.name for b in images[1].boxes] == ["platelet", "kind 0"]
+        assert images[2].boxes[0].x1 == 40.5 and images[2].split == "heldout"
+        assert store.latest_prompt(session, first.id).final_loss == 0.125
+        assert [j.status for j in store.list_jobs(session, first.id)] == ["queued", "done"]
+    assert not list(tmp_path.glob("*.bak"))[1:], "an up-to-date database is not copied again"
+
+
+def test_the_baseline_revision_builds_the_release_schema_exactly(tmp_path):
+    from alembic import command
+
+    built = tmp_path / "baseline.sqlite"
+    engine = create_engine(f"sqlite:///{built}")
+    config = _alembic_config("admin")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, BASELINE)
+    engine.dispose()
+    assert schema(f"sqlite:///{built}") == schema(f"sqlite:///{FIXTURE}")
+
+
+def test_a_new_database_gets_the_newest_schema_from_the_migrations(tmp_path):
+    from app.models import Base
+
+    database = Database(f"sqlite:///{tmp_path / 'new.sqlite'}")
+    assert current_revision(database.engine) == head_revision()
+    tables = sorted(Base.metadata.tables)
+    built = schema(database.url, tables)
+    for table in tables:  # every model column exists with the model's nullability
+        model = Base.metadata.tables[table]
+        assert [(c[0], c[2]) for c in built[table]["columns"]] == [(c.name, c.nullable) for c in model.columns], table
