@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.models import DEFAULT_OWNER
 
 logger = logging.getLogger(__name__)
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a dozen lines per start otherwise
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001_baseline"  # the schema of the release before Alembic
 # any fixed 64-bit number: PostgreSQL sessions that upgrade at the same time queue on it

@@ -52,3 +52,21 @@ def served_app(tmp_path, ui_models):
     yield f"http://127.0.0.1:{settings.port}/", context, worker
     worker.stop()
     demo.close()
+
+
+TEAM = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
+
+
+@pytest.fixture
+def team_app(tmp_path, ui_models):
+    """(url, context, worker): the whole app with sign-in for alice, bob and carol (passwords in TEAM)."""
+    from app.auth import parse_pairs
+    from app.server import build_app, launch_options
+
+    settings = make_settings(tmp_path / "data", worker=True)
+    settings.users = parse_pairs([f"{name}:{password}" for name, password in TEAM.items()], "test")
+    demo, context, worker = build_app(settings, models=ui_models)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    yield f"http://127.0.0.1:{settings.port}/", context, worker
+    worker.stop()
+    demo.close()
