@@ -265,7 +265,20 @@ def enqueue_job(session: Session, project_id: int, method: str, steps: int, mode
 
 
 def claim_job(session: Session, worker_id: str) -> TuningJob | None:
-    """Atomically take the oldest queued job: the UPDATE only succeeds for the worker that still sees it queued."""
+    """Atomically take the oldest queued job. PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so workers never wait
+    on each other's claims. SQLite (one writer at a time): the UPDATE only succeeds for the worker that still sees
+    the job queued."""
+    if session.get_bind().dialect.name == "postgresql":
+        job = session.scalar(select(TuningJob).where(TuningJob.status == "queued").order_by(TuningJob.id).limit(1)
+                             .with_for_update(skip_locked=True))
+        if job is None:
+            session.commit()
+            return None
+        now = utcnow()
+        job.status, job.worker_id, job.started_at, job.heartbeat_at = "running", worker_id, now, now
+        job.message = "loading the model and images"
+        session.commit()  # releases the row lock with the job marked running
+        return job
     while True:
         job_id = session.scalar(select(TuningJob.id).where(TuningJob.status == "queued").order_by(TuningJob.id)
                                 .limit(1))

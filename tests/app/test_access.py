@@ -10,6 +10,8 @@ from PIL import Image
 from app import access, store
 from tests.app.conftest import TEAM
 
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
+
 REFUSED = "does not exist or is not shared with you"
 
 

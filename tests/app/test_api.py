@@ -4,6 +4,8 @@ import time
 import pytest
 from PIL import Image
 
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
+
 
 def test_label_and_tune_through_the_api(served_app, tmp_path):
     from gradio_client import Client, handle_file

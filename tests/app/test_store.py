@@ -9,6 +9,8 @@ from app import store
 from app.db import Database
 from app.image_files import ImageRejected, store_upload
 
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
+
 
 def png(path, size=(64, 48), colour=(10, 200, 30)):
     Image.new("RGB", size, colour).save(path)
