@@ -71,6 +71,6 @@ def boxes(value) -> list[dict]:
             raise _refuse(endpoint, f"box {number}", "an object with label, xmin, ymin, xmax, ymax", box)
         missing = [k for k in ("label", "xmin", "ymin", "xmax", "ymax") if k not in box]
         if missing:
-            raise PayloadError(f"{endpoint}: box {number} lacks {', '.join(missing)}; each box looks like "
-                               f"{BOX_EXAMPLE[1:-1]}")
+            raise PayloadError(f"{endpoint}: box {number} lacks {', '.join(missing)}; {endpoint} takes "
+                               f"{SHAPES[endpoint]}")
     return value
