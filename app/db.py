@@ -26,7 +26,12 @@ PG_MIGRATION_LOCK = 0x5D97_0001
 
 def make_engine(url: str) -> Engine:
     is_sqlite = url.startswith("sqlite")
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False} if is_sqlite else {})
+    if is_sqlite:
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    else:
+        # a pooled connection per concurrent handler (the queue runs 16 at once): with the default 5, the 6th to
+        # 16th open and close a server connection on every call, which put PostgreSQL's p95 box save over 300 ms
+        engine = create_engine(url, pool_size=16, max_overflow=8, pool_pre_ping=True)
     if is_sqlite:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):
