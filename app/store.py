@@ -55,8 +55,12 @@ def get_project(session: Session, project_id: int) -> Project:
 
 def create_project(session: Session, name: str, owner: str = DEFAULT_OWNER) -> Project:
     display, key = clean_name(name, "project")
-    if session.scalar(select(Project).where(Project.name_key == key)):
+    clash = session.scalar(select(Project).where(Project.name_key == key))
+    if clash is not None and clash.owner != owner:
         # names are unique across users (the column predates sign-in): say so without naming the other owner
+        raise StoreError(f"another user has a project called {display!r} (project names are unique across "
+                         "users); pick another name")
+    if clash is not None:
         raise StoreError(f"a project called {display!r} exists already; pick another name")
     project = Project(name=display, name_key=key, owner=owner)
     session.add(project)

@@ -5,6 +5,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect
 
 from app import access, store
@@ -104,3 +105,92 @@ def test_a_new_database_gets_the_newest_schema_from_the_migrations(tmp_path):
     for table in tables:  # every model column exists with the model's nullability
         model = Base.metadata.tables[table]
         assert [(c[0], c[2]) for c in built[table]["columns"]] == [(c.name, c.nullable) for c in model.columns], table
+
+
+def test_python_app_py_upgrades_an_older_database_on_start(tmp_path):
+    """The real entry point on a data directory holding the release's database: it copies the file aside,
+    upgrades it, logs what it did and serves."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.app.conftest import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    data = tmp_path / "d"
+    data.mkdir()
+    shutil.copyfile(FIXTURE, data / "sdpt.sqlite")
+    before = rows(data / "sdpt.sqlite")
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root), "SDPT_MODEL": "tiny-random"}
+    log = tmp_path / "app.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(data),
+                                    "--admin", "alice", "--no-worker"], cwd=root, env=env, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline, served = time.monotonic() + 90, False
+        while time.monotonic() < deadline and process.poll() is None and not served:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as response:
+                    served = response.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert served, log.read_text()[-3000:]
+    finally:
+        process.terminate()
+        process.wait(30)
+    text = log.read_text()
+    assert "upgraded the schema from the pre-Alembic release to" in text and "copied to" in text, text[-3000:]
+    (backup,) = data.glob("sdpt.sqlite.before-alembic-*.bak")
+    assert rows(backup) == before
+    with sqlite3.connect(data / "sdpt.sqlite") as connection:
+        assert connection.execute("SELECT DISTINCT owner FROM projects").fetchall() == [("alice",)]
+        assert connection.execute("SELECT count(*) FROM boxes").fetchone()[0] == len(before["boxes"])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_upgrade_on_postgresql_keeps_every_row(database_url):
+    """The release's rows (from the fixture) in a PostgreSQL database at the baseline revision, as a server that
+    ran the release holds them; the upgrade keeps every row and gives the projects their owner."""
+    from alembic import command
+    from sqlalchemy import MetaData, select, text
+
+    config = _alembic_config("admin")
+    target = create_engine(database_url)
+    with target.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, BASELINE)
+        connection.execute(text("DROP TABLE alembic_version"))  # the release had no Alembic
+    source = create_engine(f"sqlite:///{FIXTURE}")
+    old, new = MetaData(), MetaData()
+    old.reflect(source, only=RELEASE_TABLES)
+    new.reflect(target, only=RELEASE_TABLES)
+    before = {}
+    with source.connect() as reading, target.begin() as writing:
+        for table in RELEASE_TABLES:  # in foreign-key order
+            before[table] = [dict(r._mapping) for r in reading.execute(select(old.tables[table])
+                                                                       .order_by(old.tables[table].c.id))]
+            writing.execute(new.tables[table].insert(), before[table])
+            writing.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                 f"(SELECT max(id) FROM {table}))"))
+    source.dispose()
+    target.dispose()
+
+    database = Database(database_url, admin_user="alice")
+    assert "upgraded the schema from the pre-Alembic release" in database.schema_note
+    upgraded = MetaData()
+    upgraded.reflect(database.engine, only=(*RELEASE_TABLES, "project_shares"))
+    with database.engine.connect() as connection:
+        for table in RELEASE_TABLES:
+            columns = [upgraded.tables[table].c[name] for name in before[table][0]]
+            after = [dict(r._mapping) for r in connection.execute(select(*columns)
+                                                                  .order_by(upgraded.tables[table].c.id))]
+            assert after == before[table], table
+        assert connection.execute(text("SELECT DISTINCT owner FROM projects")).fetchall() == [("alice",)]
+    with database.session() as session:  # new rows get new ids after the copied ones
+        project = store.create_project(session, "After the upgrade", owner="bob")
+        assert project.id > max(r["id"] for r in before["projects"])
+    database.engine.dispose()
