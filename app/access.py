@@ -6,6 +6,16 @@ cancel, import) and "own" (rename, delete, share). The owner has all three, an e
 read. In single-user mode (no sign-in configured) the one user may do everything, as before sign-in existed.
 Asking for something that does not exist and for something not shared with you give the same answer, so ids
 cannot be probed.
+
+A new endpoint applies it with one call:
+- API (app/ui/api.py): take `request: gr.Request` first, run the work as `_call(ctx, request, "/name", work)`, and
+  begin `work(session, user)` with `access.require(session, user, "write", project_id=...)` (or image_id=,
+  job_id=, prompt_id=, class_id=; several must lie in one project).
+- UI (app/ui/layout.py): register `signed_in(ctx, handler)`, whose first parameter `ctx` is bound to the user,
+  and begin the handler with `access.check(ctx, "read", image_id=...)` (own session) or `access.require(session,
+  ctx.signed_in_user(), ...)` inside its session. New projects: `store.create_project(..., owner=user.name)`;
+  lists of projects: `visible_projects`.
+- A new table whose rows belong to a project: add its id keyword and model (with a project_id column) to KINDS.
 """
 from __future__ import annotations
 
