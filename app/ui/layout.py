@@ -221,13 +221,16 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             new_id, message = projects.create_project(ctx, name)
             choices = projects.project_choices(ctx)
             return message, gr.Dropdown(choices=choices, value=new_id if new_id else gr.skip()), ""
-        create_button.click(signed_in(ctx, on_create), [new_project], [status, project, new_project], api_visibility="private")
-        new_project.submit(signed_in(ctx, on_create), [new_project], [status, project, new_project], api_visibility="private")
+        create_button.click(signed_in(ctx, on_create),
+                            [new_project], [status, project, new_project], api_visibility="private")
+        new_project.submit(signed_in(ctx, on_create),
+                           [new_project], [status, project, new_project], api_visibility="private")
 
         def on_rename(ctx, project_id, name):
             message = projects.rename_project(ctx, project_id, name)
             return message, gr.Dropdown(choices=projects.project_choices(ctx), value=project_id)
-        rename_button.click(signed_in(ctx, on_rename), [project, rename_text], [status, project], api_visibility="private")
+        rename_button.click(signed_in(ctx, on_rename),
+                            [project, rename_text], [status, project], api_visibility="private")
 
         def on_delete(ctx, project_id, confirmed):
             message = projects.delete_project(ctx, project_id, confirmed)
@@ -289,13 +292,15 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             _, _, _, info = labelling.editor_value(ctx, image_id) if image_id is not None else (None, 0, 0, "")
             return (message, new_rev, info,
                     gr.Dropdown(choices=labelling.image_choices(ctx, project_id), value=image_id))
-        save_button.click(signed_in(ctx, on_save), [project, image_pick, revision, annotator], [status, revision, image_info, image_pick],
+        save_button.click(signed_in(ctx, on_save),
+                          [project, image_pick, revision, annotator], [status, revision, image_info, image_pick],
                           api_visibility="private")
 
         def on_split(ctx, project_id, image_id, value):
             message = labelling.set_split(ctx, image_id, value)
             return message, gr.Dropdown(choices=labelling.image_choices(ctx, project_id), value=image_id)
-        split.input(signed_in(ctx, on_split), [project, image_pick, split], [status, image_pick], api_visibility="private")
+        split.input(signed_in(ctx, on_split),
+                    [project, image_pick, split], [status, image_pick], api_visibility="private")
 
         def on_delete_image(ctx, project_id, image_id):
             message = labelling.delete_image(ctx, image_id)
@@ -303,9 +308,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             return message, gr.Dropdown(choices=images, value=images[0][1] if images else None)
         delete_image_button.click(signed_in(ctx, on_delete_image), [project, image_pick], [status, image_pick],
                                   api_visibility="private")
-        prev_button.click(signed_in(ctx, lambda ctx, p, i: labelling.neighbour(ctx, p, i, -1)), [project, image_pick], [image_pick],
+        prev_button.click(signed_in(ctx, lambda ctx, p, i: labelling.neighbour(ctx, p, i, -1)),
+                          [project, image_pick], [image_pick],
                           api_visibility="private")
-        next_button.click(signed_in(ctx, lambda ctx, p, i: labelling.neighbour(ctx, p, i, +1)), [project, image_pick], [image_pick],
+        next_button.click(signed_in(ctx, lambda ctx, p, i: labelling.neighbour(ctx, p, i, +1)),
+                          [project, image_pick], [image_pick],
                           api_visibility="private")
 
         def on_preannotate(ctx, project_id, image_id, source, threshold, current):
@@ -331,9 +338,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             jobs = tuning.job_choices(ctx, project_id)
             return message, gr.Dropdown(choices=jobs, value=new_id or job_id)
         retry_button.click(signed_in(ctx, on_retry), [project, job_pick], [status, job_pick], api_visibility="private")
-        cancel_button.click(signed_in(ctx, lambda ctx, j: tuning.cancel_job(ctx, j)), [job_pick], [status], api_visibility="private")
+        cancel_button.click(signed_in(ctx, lambda ctx, j: tuning.cancel_job(ctx, j)),
+                            [job_pick], [status], api_visibility="private")
         job_pick.change(signed_in(ctx, show_job), [job_pick], [progress, loss_plot], api_visibility="private")
-        timer.tick(signed_in(ctx, show_job), [job_pick], [progress, loss_plot], api_visibility="private", show_progress="hidden")
+        timer.tick(signed_in(ctx, show_job),
+                   [job_pick], [progress, loss_plot], api_visibility="private", show_progress="hidden")
 
         def on_page_load(ctx, project_id):
             # choices are read per page load: projects made in other tabs (or by the API) since start-up appear
@@ -360,7 +369,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 return from_error_text(error), [], []
             return (evaluation.summary_markdown(report), evaluation.per_class_rows(report),
                     evaluation.per_image_rows(ctx, report))
-        evaluate_button.click(signed_in(ctx, on_evaluate), [project, prompt_pick], [evaluation_summary, per_class, per_image],
+        evaluate_button.click(signed_in(ctx, on_evaluate),
+                              [project, prompt_pick], [evaluation_summary, per_class, per_image],
                               api_visibility="private")
 
         def open_in_compare(event: gr.SelectData):
