@@ -100,7 +100,8 @@ def password_checker(users: dict[str, str]):
 
 def on_space() -> bool:
     """A Hugging Face Space with `hf_oauth: true` in its README front-matter gets these variables."""
-    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
+    return bool(os.environ.get("SYSTEM") == "spaces" and os.environ.get("SPACE_ID")
+                and os.environ.get("OAUTH_CLIENT_ID"))  # SYSTEM=spaces: how gradio itself tells a Space
 
 
 def user_name(request, oauth: bool) -> str | None:

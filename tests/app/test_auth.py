@@ -45,7 +45,7 @@ def test_malformed_users_are_refused_with_where_and_how(tmp_path, flags, env, li
 
 
 def test_settings_pick_the_sign_in_mode(tmp_path, monkeypatch):
-    for name in ("SDPT_AUTH", "SDPT_USERS_FILE", "SDPT_ADMIN", "SPACE_ID", "OAUTH_CLIENT_ID", "SDPT_HOST",
+    for name in ("SDPT_AUTH", "SDPT_USERS_FILE", "SDPT_ADMIN", "SYSTEM", "SPACE_ID", "OAUTH_CLIENT_ID", "SDPT_HOST",
                  "GRADIO_SERVER_NAME"):
         monkeypatch.delenv(name, raising=False)
     parser = build_parser("test")
@@ -57,6 +57,8 @@ def test_settings_pick_the_sign_in_mode(tmp_path, monkeypatch):
     assert not team.exposed_without_sign_in
     monkeypatch.setenv("SPACE_ID", "someone/sdpt")
     monkeypatch.setenv("OAUTH_CLIENT_ID", "client")
+    assert resolve(parser.parse_args(["--data-dir", str(tmp_path)])).sign_in == "password"  # not a Space
+    monkeypatch.setenv("SYSTEM", "spaces")
     assert resolve(parser.parse_args(["--data-dir", str(tmp_path)])).sign_in == "oauth"
 
 
@@ -78,3 +80,51 @@ def test_serving_beyond_loopback_without_sign_in_warns_in_the_log_and_on_the_pag
     demo, _context, _worker = build_app(settings, models=ui_models)
     assert not [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "exposed-warning"]
     assert callable(launch_options(settings)["auth"])
+
+
+def test_the_user_name_of_a_request_password_sign_in_and_hugging_face_oauth():
+    """What gradio hands a handler: request.username after a password sign-in; on a Space the OAuth session that
+    gradio's Hugging Face login stores (gradio's own Request objects over starlette's, no stand-ins of ours)."""
+    import time
+
+    import gradio as gr
+    from starlette.requests import Request
+
+    def request(session=None, username=None):
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+        if session is not None:
+            scope["session"] = session  # what starlette's SessionMiddleware puts there
+        return gr.Request(Request(scope), username=username)
+
+    assert auth.user_name(request(username="alice"), oauth=False) == "alice"
+    assert auth.user_name(request(), oauth=False) is None
+    assert auth.user_name(None, oauth=True) is None
+    signed_in = {"oauth_info": {"userinfo": {"preferred_username": "hf-alice"}, "expires_at": time.time() + 600}}
+    assert auth.user_name(request(session=signed_in), oauth=True) == "hf-alice"
+    assert auth.user_name(request(session=signed_in), oauth=False) is None  # OAuth counts only on a Space
+    expired = {"oauth_info": {"userinfo": {"preferred_username": "hf-alice"}, "expires_at": time.time() - 1}}
+    assert auth.user_name(request(session=expired), oauth=True) is None
+    assert auth.user_name(request(), oauth=True) is None  # no session middleware: nobody signed in
+
+
+def test_on_a_space_the_page_has_the_hugging_face_login_button(tmp_path, ui_models, monkeypatch):
+    import gradio as gr
+
+    from app.server import build_app
+    from app.settings import build_parser, resolve
+
+    # what a Space with hf_oauth: true sets (gradio's button reads SPACE_ID too)
+    from gradio import oauth
+
+    space = {"SYSTEM": "spaces", "SPACE_ID": "team/sdpt", "OAUTH_CLIENT_ID": "client-id",
+             "OAUTH_CLIENT_SECRET": "secret", "OAUTH_SCOPES": "openid profile",
+             "OPENID_PROVIDER_URL": "https://huggingface.co"}
+    for name, value in space.items():
+        monkeypatch.setenv(name, value)
+        if hasattr(oauth, name):  # gradio reads these once, when gradio.oauth is imported
+            monkeypatch.setattr(oauth, name, value)
+    settings = resolve(build_parser("test").parse_args(["--data-dir", str(tmp_path / "data"), "--no-worker"]))
+    assert settings.sign_in == "oauth"
+    demo, context, _worker = build_app(settings, models=ui_models)
+    assert any(isinstance(block, gr.LoginButton) for block in demo.blocks.values())
+    assert context.signed_in_user() is None  # nobody is the user until they sign in with Hugging Face
