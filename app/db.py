@@ -16,6 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import DEFAULT_OWNER
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory file locks; start the app before any external worker there
+    fcntl = None
+
 logger = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a dozen lines per start otherwise
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -88,12 +93,25 @@ def upgrade_schema(engine: Engine, admin_user: str = DEFAULT_OWNER) -> str:
     A new database is built by the migrations; a database from before Alembic (tables, no alembic_version) is
     stamped as the baseline first, then upgraded. An SQLite file with data is copied aside before any change.
     """
-    from alembic import command
-
     head = head_revision()
     current = current_revision(engine)
     if current == head:
         return f"schema at {head}"
+    sqlite_file = _sqlite_file(engine)
+    if sqlite_file is None or fcntl is None:
+        return _upgrade(engine, admin_user, head)
+    # the app and a `python -m app.worker` started together must not both upgrade one file
+    with open(sqlite_file.with_name(sqlite_file.name + ".upgrade-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if current_revision(engine) == head:
+            return f"schema at {head} (upgraded by another process)"
+        return _upgrade(engine, admin_user, head)
+
+
+def _upgrade(engine: Engine, admin_user: str, head: str) -> str:
+    from alembic import command
+
+    current = current_revision(engine)
     tables = set(inspect(engine).get_table_names())
     backup = None
     if tables and _sqlite_file(engine) is not None and _sqlite_file(engine).exists():

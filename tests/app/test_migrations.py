@@ -194,3 +194,29 @@ def test_upgrade_on_postgresql_keeps_every_row(database_url):
         project = store.create_project(session, "After the upgrade", owner="bob")
         assert project.id > max(r["id"] for r in before["projects"])
     database.engine.dispose()
+
+
+def _open_database(path, results):
+    results.put(Database(f"sqlite:///{path}", admin_user="alice").schema_note)
+
+
+def test_processes_opening_an_old_sqlite_file_together_upgrade_it_once(tmp_path):
+    """The app and external workers started at once: one upgrades (and copies the file aside), the others wait."""
+    import multiprocessing
+
+    path = tmp_path / "sdpt.sqlite"
+    shutil.copyfile(FIXTURE, path)
+    before = rows(path)
+    spawn = multiprocessing.get_context("spawn")
+    results = spawn.Queue()
+    processes = [spawn.Process(target=_open_database, args=(path, results)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    notes = sorted(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(30)
+    upgraded = [n for n in notes if n.startswith("upgraded the schema from the pre-Alembic release")]
+    assert len(upgraded) == 1, notes  # the others waited for it, or came after it
+    assert all(n.startswith(f"schema at {head_revision()}") for n in notes if n not in upgraded), notes
+    assert len(list(tmp_path.glob("sdpt.sqlite.before-*.bak"))) == 1
+    assert {t: len(r) for t, r in rows(path).items()} == {t: len(r) for t, r in before.items()}
