@@ -29,7 +29,17 @@ BASELINE = "0001_baseline"  # the schema of the release before Alembic
 PG_MIGRATION_LOCK = 0x5D97_0001
 
 
+def driver_url(url: str) -> str:
+    """A plain postgresql:// (or Heroku-style postgres://) URL uses psycopg 3, the driver in the requirements;
+    SQLAlchemy would otherwise look for psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def make_engine(url: str) -> Engine:
+    url = driver_url(url)
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})

@@ -220,3 +220,12 @@ def test_processes_opening_an_old_sqlite_file_together_upgrade_it_once(tmp_path)
     assert all(n.startswith(f"schema at {head_revision()}") for n in notes if n not in upgraded), notes
     assert len(list(tmp_path.glob("sdpt.sqlite.before-*.bak"))) == 1
     assert {t: len(r) for t, r in rows(path).items()} == {t: len(r) for t, r in before.items()}
+
+
+def test_plain_postgresql_urls_use_the_driver_in_the_requirements():
+    from app.db import driver_url
+
+    assert driver_url("postgresql://u:p@db:5432/sdpt") == "postgresql+psycopg://u:p@db:5432/sdpt"
+    assert driver_url("postgres://u@db/sdpt") == "postgresql+psycopg://u@db/sdpt"
+    assert driver_url("postgresql+psycopg://u@db/sdpt") == "postgresql+psycopg://u@db/sdpt"
+    assert driver_url("sqlite:///x.sqlite") == "sqlite:///x.sqlite"
