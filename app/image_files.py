@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,12 @@ def store_upload(upload: str | Path, images_dir: Path, max_bytes: int, original_
         with Image.open(upload) as probe:
             kind = probe.format
         image = load_image(upload, max_pixels=MAX_IMAGE_PIXELS)
+    except Image.DecompressionBombError as error:
+        # PIL refuses to even open images over twice its own limit; say what the size is and what ours is
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "more pixels than PIL opens"
+        raise ImageRejected(f"'{shown}' has {pixels}; the limit is {MAX_IMAGE_PIXELS:,} pixels "
+                            "(e.g. 8000x5000) - downscale it first") from error
     except DataError as error:
         raise ImageRejected(str(error).replace(f"image '{upload}'", f"'{shown}'")) from error
     except Exception as error:  # PIL raises many types for non-images

@@ -1,4 +1,5 @@
-"""SQLAlchemy tables: projects, their classes, images and boxes, tuning jobs and the prompts they produce."""
+"""SQLAlchemy tables: projects (with their owner and shares), their classes, images and boxes, tuning jobs and the
+prompts they produce. Alembic (app/migrations) owns the schema: a change here needs a new revision there."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,6 +12,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# The one user of single-user mode, and the owner given to projects of databases from before sign-in existed.
+DEFAULT_OWNER = "admin"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -21,12 +26,31 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     name_key: Mapped[str] = mapped_column(String(200), unique=True)  # casefolded, for duplicate checks
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # the signed-in user name that owns the project (app/access.py); older databases get the admin user
+    owner: Mapped[str] = mapped_column(String(200), index=True, default=DEFAULT_OWNER)
+    shares: Mapped[list["ProjectShare"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                                        order_by="ProjectShare.user_name")
     classes: Mapped[list["ClassLabel"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                        order_by="ClassLabel.position")
     images: Mapped[list["ImageRecord"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                        order_by="ImageRecord.id")
     jobs: Mapped[list["TuningJob"]] = relationship(back_populates="project", cascade="all, delete-orphan")
     prompts: Mapped[list["PromptRecord"]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+SHARE_ROLES = ("viewer", "editor")
+
+
+class ProjectShare(Base):
+    """Another user's access to a project: a viewer reads, an editor also writes; only the owner shares or deletes."""
+
+    __tablename__ = "project_shares"
+    __table_args__ = (UniqueConstraint("project_id", "user_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    user_name: Mapped[str] = mapped_column(String(200), index=True)
+    role: Mapped[str] = mapped_column(String(10))  # one of SHARE_ROLES
+    project: Mapped[Project] = relationship(back_populates="shares")
 
 
 class ClassLabel(Base):

@@ -6,6 +6,7 @@ import os
 
 import gradio as gr
 
+from app.auth import password_checker
 from app.context import AppContext
 from app.db import Database
 from app.models_service import ModelService
@@ -21,7 +22,9 @@ def build_app(settings: Settings, models: ModelService | None = None):
     """(demo, context, worker or None). The worker is a child process with its own copy of the model, so tuning
     neither touches the detector the UI uses for pre-annotation nor slows the web server."""
     models = models or ModelService(settings.model)
-    context = AppContext(Database(settings.database_url), settings, models)
+    database = Database(settings.database_url, settings.admin_user)  # upgrades an older schema first
+    logger.info("database: %s", database.schema_note)
+    context = AppContext(database, settings, models)
     worker = None
     demo = build_ui(context)
     if settings.worker and on_zero_gpu():
@@ -45,6 +48,14 @@ def build_app(settings: Settings, models: ModelService | None = None):
 
 
 def launch_options(settings: Settings) -> dict:
-    return {"server_name": settings.host, "server_port": settings.port,
-            "allowed_paths": [str(settings.images_dir)], "max_file_size": f"{settings.max_upload_mb}mb",
-            "head": SHORTCUTS_JS, "footer_links": ["api"]}
+    # The image store is not an allowed path: a stored image reaches the browser only as a copy that a handler
+    # made after the access check, under gradio's cache with a secret-seeded hash name (app/ui/labelling.py).
+    options = {"server_name": settings.host, "server_port": settings.port, "allowed_paths": [],
+               "max_file_size": f"{settings.max_upload_mb}mb", "head": SHORTCUTS_JS, "footer_links": ["api"]}
+    if settings.sign_in == "password":
+        options["auth"] = password_checker(settings.users)
+        options["auth_message"] = "Sign in to see your projects."
+    if settings.exposed_without_sign_in:
+        logger.warning("serving %s without sign-in: anyone who reaches it can see and change every project; "
+                       "start with --auth USER:PASSWORD, SDPT_AUTH or --users-file", settings.host)
+    return options

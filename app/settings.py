@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.auth import collect_users, on_space
+from app.models import DEFAULT_OWNER
 
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "sdpt-small"
@@ -28,6 +31,18 @@ class Settings:
     port: int = 7860
     worker: bool = True  # run a tuning worker thread inside the app process
     max_upload_mb: int = MAX_UPLOAD_MB
+    users: dict[str, str] = field(default_factory=dict)  # user name -> scrypt hash (app/auth.py)
+    oauth: bool = False  # Hugging Face sign-in (on a Space with hf_oauth: true)
+    admin_user: str = DEFAULT_OWNER  # single-user mode's user; owns the projects of databases from before sign-in
+
+    @property
+    def sign_in(self) -> str:
+        """"oauth", "password" or "none" (single-user mode)."""
+        return "oauth" if self.oauth else "password" if self.users else "none"
+
+    @property
+    def exposed_without_sign_in(self) -> bool:
+        return self.sign_in == "none" and self.host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def images_dir(self) -> Path:
@@ -54,6 +69,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                              "falling back to the shipped small model when the hub cannot be reached)")
     parser.add_argument("--host", default=None, help="interface to serve on (env SDPT_HOST; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (env SDPT_PORT or GRADIO_SERVER_PORT; 7860)")
+    parser.add_argument("--auth", action="append", default=None, metavar="USER:PASSWORD",
+                        help="a user who may sign in (repeatable; env SDPT_AUTH='alice:pw1,bob:pw2')")
+    parser.add_argument("--users-file", type=Path, default=None,
+                        help="a file of NAME:scrypt-hash lines (env SDPT_USERS_FILE; make a line with "
+                             "`python -m app.auth NAME`)")
+    parser.add_argument("--admin", default=None,
+                        help=f"user who owns the projects of a database from before sign-in (env SDPT_ADMIN; "
+                             f"default {DEFAULT_OWNER!r})")
     parser.add_argument("--no-worker", action="store_true",
                         help="do not run tuning jobs in this process (run `python -m app.worker` instead)")
     return parser
@@ -66,7 +89,11 @@ def resolve(args: argparse.Namespace) -> Settings:
     host = args.host or env.get("SDPT_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = args.port or int(env.get("SDPT_PORT") or env.get("GRADIO_SERVER_PORT") or 7860)
     model = getattr(args, "model", None) or env.get("SDPT_MODEL") or DEFAULT_MODEL
+    users_file = getattr(args, "users_file", None) or env.get("SDPT_USERS_FILE")
+    users = collect_users(getattr(args, "auth", None), env.get("SDPT_AUTH"), Path(users_file) if users_file else None)
+    admin = getattr(args, "admin", None) or env.get("SDPT_ADMIN") or DEFAULT_OWNER
     settings = Settings(data_dir=data_dir, database_url=url, model=model, host=host, port=port,
-                        worker=not getattr(args, "no_worker", False))
+                        worker=not getattr(args, "no_worker", False), users=users, oauth=on_space(),
+                        admin_user=admin)
     settings.ensure_dirs()
     return settings

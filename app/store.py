@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.image_files import StoredImage, stored_path
-from app.models import Box, ClassLabel, ImageRecord, Project, PromptRecord, TuningJob, utcnow
+from app.models import DEFAULT_OWNER, Box, ClassLabel, ImageRecord, Project, PromptRecord, TuningJob, utcnow
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075")
@@ -53,11 +53,16 @@ def get_project(session: Session, project_id: int) -> Project:
     return _get(session, Project, project_id, "project")
 
 
-def create_project(session: Session, name: str) -> Project:
+def create_project(session: Session, name: str, owner: str = DEFAULT_OWNER) -> Project:
     display, key = clean_name(name, "project")
-    if session.scalar(select(Project).where(Project.name_key == key)):
+    clash = session.scalar(select(Project).where(Project.name_key == key))
+    if clash is not None and clash.owner != owner:
+        # names are unique across users (the column predates sign-in): say so without naming the other owner
+        raise StoreError(f"another user has a project called {display!r} (project names are unique across "
+                         "users); pick another name")
+    if clash is not None:
         raise StoreError(f"a project called {display!r} exists already; pick another name")
-    project = Project(name=display, name_key=key)
+    project = Project(name=display, name_key=key, owner=owner)
     session.add(project)
     session.flush()
     return project
@@ -264,7 +269,20 @@ def enqueue_job(session: Session, project_id: int, method: str, steps: int, mode
 
 
 def claim_job(session: Session, worker_id: str) -> TuningJob | None:
-    """Atomically take the oldest queued job: the UPDATE only succeeds for the worker that still sees it queued."""
+    """Atomically take the oldest queued job. PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so workers never wait
+    on each other's claims. SQLite (one writer at a time): the UPDATE only succeeds for the worker that still sees
+    the job queued."""
+    if session.get_bind().dialect.name == "postgresql":
+        job = session.scalar(select(TuningJob).where(TuningJob.status == "queued").order_by(TuningJob.id).limit(1)
+                             .with_for_update(skip_locked=True))
+        if job is None:
+            session.commit()
+            return None
+        now = utcnow()
+        job.status, job.worker_id, job.started_at, job.heartbeat_at = "running", worker_id, now, now
+        job.message = "loading the model and images"
+        session.commit()  # releases the row lock with the job marked running
+        return job
     while True:
         job_id = session.scalar(select(TuningJob.id).where(TuningJob.status == "queued").order_by(TuningJob.id)
                                 .limit(1))

@@ -209,8 +209,8 @@ class Worker:
 def _worker_process_main(settings: Settings, preload: str | None, stop_event, ready_event, parent_pid: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(name)s %(message)s")
     os.nice(10)  # the web server comes first: saving a box must not wait behind a tuning step
-    worker = Worker(Database(settings.database_url), settings, stop_event=stop_event, ready_event=ready_event,
-                    parent_pid=parent_pid)
+    worker = Worker(Database(settings.database_url, settings.admin_user), settings, stop_event=stop_event,
+                    ready_event=ready_event, parent_pid=parent_pid)
     worker.run_forever(preload)
 
 
@@ -245,10 +245,13 @@ class WorkerProcess:
 def main() -> None:
     parser = build_parser("Run SDPT tuning jobs from the app's database queue.")
     parser.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    parser.add_argument("--stale-after", type=float, default=STALE_AFTER_S,
+                        help=f"seconds without a heartbeat after which another worker's running job counts as "
+                             f"interrupted (default {STALE_AFTER_S:.0f}; keep it well above {HEARTBEAT_S:.0f})")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = resolve(args)
-    worker = Worker(Database(settings.database_url), settings)
+    worker = Worker(Database(settings.database_url, settings.admin_user), settings, stale_after_s=args.stale_after)
     if args.once:
         worker.recover_stale()
         worker.run_once()

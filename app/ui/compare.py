@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from app import store
+from app import access, store
 from app.context import AppContext
 from app.ui.messages import from_error, ok, problem
 from sdpt.cam import describe_cam
@@ -21,7 +21,7 @@ def prompt_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, i
     if project_id is None:
         return []
     with ctx.database.session() as session:
-        project = store.get_project(session, project_id)
+        project = access.require(session, ctx.signed_in_user(), "read", project_id=project_id)
         fingerprint = ctx.models.fingerprint()
         rows = sorted((p for p in project.prompts if p.base_fingerprint == fingerprint), key=lambda p: -p.id)
         return [(f"{'job ' + str(p.job_id) if p.job_id else 'imported'} · {p.method} · "
@@ -32,6 +32,7 @@ def prompt_dir(ctx: AppContext, prompt_id: int | None) -> Path | None:
     if prompt_id is None:
         return None
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", prompt_id=prompt_id)
         record = session.get(store.PromptRecord, prompt_id)
         return ctx.settings.prompts_dir / record.relative_dir if record else None
 
@@ -46,12 +47,14 @@ def _image(ctx: AppContext, image_id: int | None, upload: str | None) -> tuple[I
     if image_id is None:
         raise store.StoreError("choose a project image or upload one to compare")
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", image_id=image_id)
         record = store.get_image(session, image_id)
         return load_image(store.image_file(ctx.settings.images_dir, record)), record.original_name
 
 
 def _classes(ctx: AppContext, project_id: int) -> tuple[list[str], dict[str, str]]:
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", project_id=project_id)
         classes = store.list_classes(session, project_id)
         return [c.name for c in classes], {c.name: c.colour for c in classes}
 
@@ -76,6 +79,10 @@ def compare(ctx: AppContext, project_id: int | None, prompt_id: int | None, imag
     """(zero-shot picture, prompted picture, [[class, zero-shot count, prompted count]], message)."""
     if project_id is None:
         return None, None, [], problem("choose a project first")
+    try:  # prompt and image must both belong to this project, which the user may read
+        access.check(ctx, "read", project_id=project_id, prompt_id=prompt_id, image_id=None if upload else image_id)
+    except Exception as error:
+        return None, None, [], from_error(error)
     directory = prompt_dir(ctx, prompt_id)
     if directory is None:
         return None, None, [], problem("no prompt to compare yet: tune one (tab 3) or load a prompt file (tab 6)")
@@ -103,6 +110,10 @@ def explain(ctx: AppContext, project_id: int | None, prompt_id: int | None, imag
 
     if project_id is None:
         return None, None, problem("choose a project first")
+    try:
+        access.check(ctx, "read", project_id=project_id, prompt_id=prompt_id, image_id=None if upload else image_id)
+    except Exception as error:
+        return None, None, from_error(error)
     directory = prompt_dir(ctx, prompt_id)
     if directory is None:
         return None, None, problem("no prompt yet: tune one (tab 3) or load a prompt file (tab 6)")

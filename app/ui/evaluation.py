@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from app import store
+from app import access, store
 from app.context import AppContext
 from app.ui.compare import prompt_dir
 from sdpt.data import FewShotSet, Sample, to_coco
@@ -13,6 +13,7 @@ from sdpt.evaluate import coco_map, detections_to_coco
 
 def heldout_set(ctx: AppContext, project_id: int) -> FewShotSet:
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", project_id=project_id)
         names = [c.name for c in store.list_classes(session, project_id)]
         index = {name.casefold(): k for k, name in enumerate(names)}
         samples = []
@@ -35,6 +36,7 @@ def _single_image(ground_truth: dict, results: list[dict], image_id: int) -> dic
 
 def evaluate_project(ctx: AppContext, project_id: int, prompt_id: int) -> dict:
     """Both models' metrics on the held-out images; raises StoreError with what to do when it cannot run."""
+    access.check(ctx, "read", project_id=project_id, prompt_id=prompt_id)
     directory = prompt_dir(ctx, prompt_id)
     if directory is None:
         raise store.StoreError("no prompt to evaluate yet: tune one (tab 3) or load a prompt file (tab 6)")
@@ -76,6 +78,8 @@ def per_class_rows(report: dict) -> list[list]:
 
 def per_image_rows(ctx: AppContext, report: dict) -> list[list]:
     with ctx.database.session() as session:
+        for row in report["per_image"]:
+            access.require(session, ctx.signed_in_user(), "read", image_id=row["image_id"])
         names = {row["image_id"]: store.get_image(session, row["image_id"]).original_name
                  for row in report["per_image"]}
     return [[row["image_id"], names[row["image_id"]], round(row["before"], 3), round(row["after"], 3),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from app import exchange, store
+from app import access, exchange, store
 from app.context import AppContext
 from app.ui.messages import from_error, ok, problem
 
@@ -19,6 +19,7 @@ def export_project(ctx: AppContext, project_id: int | None) -> tuple[str | None,
     if project_id is None:
         return None, problem("choose a project to export")
     try:
+        access.check(ctx, "read", project_id=project_id)
         path = exchange.export_project_zip(ctx.database, ctx.settings, project_id, _download_dir(ctx))
         return str(path), ok(f"exported the project as COCO JSON with its images: {path.name}")
     except Exception as error:
@@ -31,6 +32,7 @@ def import_project(ctx: AppContext, project_id: int | None, upload: str | None) 
     if not upload:
         return problem("choose a .zip with annotations.json (COCO) and its images")
     try:
+        access.check(ctx, "write", project_id=project_id)
         counts = exchange.import_zip(ctx.database, ctx.settings, project_id, Path(upload))
         return ok(f"imported {counts['images']} images, {counts['boxes']} boxes, {counts['classes_added']} new "
                   f"classes ({counts['skipped_duplicates']} images were already in the project)")
@@ -43,6 +45,7 @@ def export_prompt(ctx: AppContext, prompt_id: int | None) -> tuple[str | None, s
         return None, problem("choose a prompt to download (tune one first)")
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "read", prompt_id=prompt_id)
             record = session.get(store.PromptRecord, prompt_id)
             if record is None:
                 return None, problem("that prompt no longer exists; reload the page")
@@ -58,6 +61,7 @@ def import_prompt(ctx: AppContext, project_id: int | None, upload: str | None) -
     if not upload:
         return problem("choose a prompt .zip (downloaded from this app)")
     try:
+        access.check(ctx, "write", project_id=project_id)
         with ctx.models.lock:  # loading proves the prompt fits the model the app serves
             record = exchange.import_prompt_zip(ctx.database, ctx.settings, project_id, Path(upload),
                                                 ctx.models.detector)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from app import store
+from app import access, store
 from app.context import AppContext
 from app.image_files import ImageRejected, store_upload
 from app.ui.messages import from_error, ok, problem
@@ -18,10 +18,20 @@ def _hex_to_rgb(colour: str) -> tuple[int, int, int]:
     return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
+def served_copy(path: Path) -> str:
+    """A copy of a stored image for the browser, in gradio's cache under a name hashed with the server's secret
+    seed: the image store itself is never served, so no URL can be built from an image's id or content."""
+    from gradio.processing_utils import save_file_to_cache
+    from gradio.utils import get_upload_folder
+
+    return save_file_to_cache(path, get_upload_folder())
+
+
 def image_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, int]]:
     if project_id is None:
         return []
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", project_id=project_id)
         images = store.list_images(session, project_id)
         return [(f"{k}/{len(images)} · {i.original_name} · {i.split} · {len(i.boxes)} boxes", i.id)
                 for k, i in enumerate(images, start=1)]
@@ -36,6 +46,10 @@ def upload_images(ctx: AppContext, project_id: int | None, files: list | None, s
         return None, problem("choose one or more image files to upload")
     if len(files) > MAX_FILES_PER_UPLOAD:
         return None, problem(f"{len(files)} files at once is too many; upload at most {MAX_FILES_PER_UPLOAD}")
+    try:
+        access.check(ctx, "write", project_id=project_id)  # before any file is stored
+    except Exception as error:
+        return None, from_error(error)
     added, duplicates, rejected, first = 0, 0, [], None
     max_bytes = ctx.settings.max_upload_mb * 2**20
     for item in files:
@@ -44,6 +58,7 @@ def upload_images(ctx: AppContext, project_id: int | None, files: list | None, s
         try:
             stored = store_upload(path, ctx.settings.images_dir, max_bytes, original_name=original)
             with ctx.database.session() as session:
+                access.require(session, ctx.signed_in_user(), "write", project_id=project_id)
                 record, new = store.add_image(session, project_id, stored, split)
                 added, duplicates = added + new, duplicates + (not new)
                 first = first or record.id
@@ -67,12 +82,13 @@ def editor_value(ctx: AppContext, image_id: int | None) -> tuple[dict | None, in
     if image_id is None:
         return None, -1, "train", "No image yet: upload some above."
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", image_id=image_id)
         record = store.get_image(session, image_id)
         colours = {c.name: c.colour for c in store.list_classes(session, record.project_id)}
         boxes = [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))} for box in store.boxes_of(record)]
         path = store.image_file(ctx.settings.images_dir, record)
         info = f"**{record.original_name}** · {record.width}x{record.height} · {len(boxes)} saved boxes"
-        return {"image": str(path), "boxes": boxes}, record.revision, record.split, info
+        return {"image": served_copy(path), "boxes": boxes}, record.revision, record.split, info
 
 
 def save_boxes(ctx: AppContext, image_id: int | None, revision: int | None, value: dict | None) -> tuple[str, int]:
@@ -81,6 +97,7 @@ def save_boxes(ctx: AppContext, image_id: int | None, revision: int | None, valu
     boxes = (value or {}).get("boxes") or []
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
             record = store.save_boxes(session, image_id, boxes, revision if revision is not None and revision >= 0
                                       else None)
             return ok(f"saved {len(record.boxes)} boxes on '{record.original_name}'"), record.revision
@@ -93,6 +110,7 @@ def set_split(ctx: AppContext, image_id: int | None, split: str) -> str:
         return problem("no image is open")
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
             record = store.set_split(session, image_id, split)
             role = "used for tuning" if split == "train" else "kept out of tuning, for evaluation"
             return ok(f"'{record.original_name}' is now {split} ({role})")
@@ -105,6 +123,7 @@ def delete_image(ctx: AppContext, image_id: int | None) -> str:
         return problem("no image is open")
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
             return ok(f"removed '{store.delete_image(session, image_id)}' and its boxes from the project")
     except Exception as error:
         return from_error(error)
@@ -124,6 +143,10 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
     """Boxes proposed by the model (zero-shot or the latest prompt) replace the editor's boxes, unsaved."""
     if project_id is None or image_id is None:
         return current, problem("open an image first")
+    try:
+        access.check(ctx, "write", project_id=project_id, image_id=image_id)
+    except Exception as error:
+        return current, from_error(error)
     with ctx.database.session() as session:
         names = [c.name for c in store.list_classes(session, project_id)]
         colours = {c.name: c.colour for c in store.list_classes(session, project_id)}
@@ -144,5 +167,5 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
               "xmin": round(b[0]), "ymin": round(b[1]), "xmax": round(b[2]), "ymax": round(b[3])}
              for b, c in zip(found.boxes.tolist(), found.classes.tolist())]
     what = "zero-shot model" if prompt_dir is None else f"prompt from job {prompt_row.job_id}"
-    return ({"image": str(path), "boxes": boxes},
+    return ({"image": served_copy(path), "boxes": boxes},
             ok(f"the {what} proposed {len(boxes)} boxes (score >= {threshold:.2f}); correct them and press Save"))

@@ -8,6 +8,7 @@ from gradio_image_annotation import image_annotator
 from app.context import AppContext
 from app.ui.messages import from_error as from_error_text
 from app.ui import api, compare, evaluation, exchange_tab, labelling, projects, tuning
+from app.ui.signed_in import signed_in
 
 INTRO = """# Teach a detector your objects
 **New here?** 1) Create a project and list the classes you care about (tab 1). 2) Upload a handful of images and
@@ -33,6 +34,19 @@ document.addEventListener('keydown', (event) => {
 """
 
 
+EXPOSED_WARNING = ("this app serves a non-loopback address without sign-in: anyone who can reach it sees and "
+                   "changes every project. Start it with --auth USER:PASSWORD, SDPT_AUTH or --users-file.")
+
+
+def signed_in_line(ctx: AppContext) -> str:
+    user = ctx.signed_in_user()
+    if ctx.settings.sign_in == "none":
+        return ""
+    if user is None:
+        return "Not signed in: sign in to see your projects."
+    return f"Signed in as **{user.name}**"
+
+
 def _loss_frame(points: list[list]) -> pd.DataFrame:
     # explicit dtypes: an empty frame would otherwise be typed 'object' and the axes drawn as categories
     return pd.DataFrame(points or [], columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"})
@@ -42,6 +56,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="SDPT: tune a detector on your objects") as demo:
         gr.Markdown(INTRO)
         gr.Markdown(ctx.models.note, elem_id="model-note")
+        if ctx.settings.exposed_without_sign_in:
+            gr.Markdown(f"**Warning:** {EXPOSED_WARNING}", elem_id="exposed-warning")
+        with gr.Row():
+            who = gr.Markdown("", elem_id="signed-in-as")
+            if ctx.settings.sign_in == "oauth":
+                gr.LoginButton()
+            elif ctx.settings.sign_in == "password":
+                gr.Button("Sign out", link="/logout", scale=0, elem_id="sign-out")
         status = gr.Markdown("", elem_id="status")
         first = projects.project_choices(ctx)
         project = gr.Dropdown(label="Project", choices=first, value=first[0][1] if first else None,
@@ -56,6 +78,12 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     rename_button = gr.Button("Rename")
                     delete_confirm = gr.Checkbox(label="yes, delete it", value=False)
                     delete_button = gr.Button("Delete project", variant="stop")
+                sharing = gr.Markdown("", elem_id="sharing")
+                with gr.Row(visible=ctx.settings.sign_in != "none"):
+                    share_user = gr.Textbox(label="Share with (user name)", elem_id="share-user")
+                    share_role = gr.Radio(["viewer", "editor", "remove"], value="viewer", label="as",
+                                          elem_id="share-role")
+                    share_button = gr.Button("Share", elem_id="share-project")
                 gr.Markdown("### Classes: the things to detect, named the way you would describe them")
                 classes_table = gr.Dataframe(headers=["class", "colour", "boxes"], interactive=False,
                                              elem_id="classes-table")
@@ -163,7 +191,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         api.register(ctx)
 
         # ---- wiring: project level ----
-        def refresh_project(project_id, image_id=None):
+        def refresh_project(ctx, project_id, image_id=None):
             labels, colours = projects.labels_and_colours(ctx, project_id)
             images = labelling.image_choices(ctx, project_id)
             ids = [value for _, value in images]
@@ -174,9 +202,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     image_annotator(label_list=labels, label_colors=colours),
                     gr.Dropdown(choices=images, value=chosen),
                     gr.Dropdown(choices=jobs, value=jobs[0][1] if jobs else None),
-                    *refresh_compare(project_id))
+                    projects.sharing_summary(ctx, project_id), *refresh_compare(ctx, project_id))
 
-        def refresh_compare(project_id, image_id=None):
+        def refresh_compare(ctx, project_id, image_id=None):
             prompts = compare.prompt_choices(ctx, project_id)
             images = labelling.image_choices(ctx, project_id)
             ids = [value for _, value in images]
@@ -186,143 +214,163 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     gr.Dropdown(choices=labels, value=labels[0] if labels else None))
 
         compare_outputs = [prompt_pick, compare_image, cam_class]
-        project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick, *compare_outputs]
-        project.change(refresh_project, [project], project_outputs)
+        project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick, sharing, *compare_outputs]
+        project.change(signed_in(ctx, refresh_project), [project], project_outputs)
 
-        def on_create(name):
+        def on_create(ctx, name):
             new_id, message = projects.create_project(ctx, name)
             choices = projects.project_choices(ctx)
             return message, gr.Dropdown(choices=choices, value=new_id if new_id else gr.skip()), ""
-        create_button.click(on_create, [new_project], [status, project, new_project], api_visibility="private")
-        new_project.submit(on_create, [new_project], [status, project, new_project], api_visibility="private")
+        create_button.click(signed_in(ctx, on_create),
+                            [new_project], [status, project, new_project], api_visibility="private")
+        new_project.submit(signed_in(ctx, on_create),
+                           [new_project], [status, project, new_project], api_visibility="private")
 
-        def on_rename(project_id, name):
+        def on_rename(ctx, project_id, name):
             message = projects.rename_project(ctx, project_id, name)
             return message, gr.Dropdown(choices=projects.project_choices(ctx), value=project_id)
-        rename_button.click(on_rename, [project, rename_text], [status, project], api_visibility="private")
+        rename_button.click(signed_in(ctx, on_rename),
+                            [project, rename_text], [status, project], api_visibility="private")
 
-        def on_delete(project_id, confirmed):
+        def on_delete(ctx, project_id, confirmed):
             message = projects.delete_project(ctx, project_id, confirmed)
             choices = projects.project_choices(ctx)
             still = project_id in [v for _, v in choices]
             return (message, gr.Dropdown(choices=choices, value=project_id if still else
                                          (choices[0][1] if choices else None)), False)
-        delete_button.click(on_delete, [project, delete_confirm], [status, project, delete_confirm],
+        delete_button.click(signed_in(ctx, on_delete), [project, delete_confirm], [status, project, delete_confirm],
                             api_visibility="private")
 
+        def on_share(ctx, project_id, other, role):
+            return projects.share_project(ctx, project_id, other, role), projects.sharing_summary(ctx, project_id)
+        share_button.click(signed_in(ctx, on_share), [project, share_user, share_role], [status, sharing],
+                           api_visibility="private")
+
         # ---- classes ----
-        def after_class_change(message, project_id, image_id):
-            return (message, *refresh_project(project_id, image_id))
+        def after_class_change(ctx, message, project_id, image_id):
+            return (message, *refresh_project(ctx, project_id, image_id))
 
         class_outputs = [status, *project_outputs]
-        add_class_button.click(lambda p, n, c, i: (*after_class_change(projects.add_classes(ctx, p, n, c), p, i), ""),
+        add_class_button.click(signed_in(ctx, lambda ctx, p, n, c, i: (
+                                   *after_class_change(ctx, projects.add_classes(ctx, p, n, c), p, i), "")),
                                [project, new_classes, new_colour, image_pick], [*class_outputs, new_classes],
                                api_visibility="private")
-        new_classes.submit(lambda p, n, c, i: (*after_class_change(projects.add_classes(ctx, p, n, c), p, i), ""),
+        new_classes.submit(signed_in(ctx, lambda ctx, p, n, c, i: (
+                               *after_class_change(ctx, projects.add_classes(ctx, p, n, c), p, i), "")),
                            [project, new_classes, new_colour, image_pick], [*class_outputs, new_classes],
                            api_visibility="private")
-        rename_class_button.click(lambda p, k, n, i: after_class_change(projects.rename_class(ctx, k, n), p, i),
+        rename_class_button.click(signed_in(ctx, lambda ctx, p, k, n, i: after_class_change(
+                                      ctx, projects.rename_class(ctx, k, n), p, i)),
                                   [project, class_pick, class_name, image_pick], class_outputs,
                                   api_visibility="private")
-        recolour_button.click(lambda p, k, c, i: after_class_change(projects.recolour_class(ctx, k, c), p, i),
+        recolour_button.click(signed_in(ctx, lambda ctx, p, k, c, i: after_class_change(
+                                  ctx, projects.recolour_class(ctx, k, c), p, i)),
                               [project, class_pick, class_colour, image_pick], class_outputs, api_visibility="private")
         delete_class_button.click(
-            lambda p, k, ok, i: (*after_class_change(projects.delete_class(ctx, k, ok), p, i), False),
+            signed_in(ctx, lambda ctx, p, k, ok, i: (*after_class_change(ctx, projects.delete_class(ctx, k, ok), p, i),
+                                                     False)),
             [project, class_pick, delete_class_confirm, image_pick], [*class_outputs, delete_class_confirm],
             api_visibility="private")
 
         # ---- labelling ----
-        def open_image(image_id):
+        def open_image(ctx, image_id):
             value, rev, image_split, info = labelling.editor_value(ctx, image_id)
             return value, rev, image_split, info
 
-        image_pick.change(open_image, [image_pick], [annotator, revision, split, image_info],
+        image_pick.change(signed_in(ctx, open_image), [image_pick], [annotator, revision, split, image_info],
                           api_visibility="private")
 
-        def on_upload(project_id, files, add_as):
+        def on_upload(ctx, project_id, files, add_as):
             first_new, message = labelling.upload_images(ctx, project_id, files, add_as)
             images = labelling.image_choices(ctx, project_id)
             return message, gr.Dropdown(choices=images, value=first_new or gr.skip()), None
-        upload_button.click(on_upload, [project, uploads, upload_split], [status, image_pick, uploads],
+        upload_button.click(signed_in(ctx, on_upload), [project, uploads, upload_split], [status, image_pick, uploads],
                             api_visibility="private")
 
-        def on_save(project_id, image_id, rev, value):
+        def on_save(ctx, project_id, image_id, rev, value):
             message, new_rev = labelling.save_boxes(ctx, image_id, rev, value)
             _, _, _, info = labelling.editor_value(ctx, image_id) if image_id is not None else (None, 0, 0, "")
             return (message, new_rev, info,
                     gr.Dropdown(choices=labelling.image_choices(ctx, project_id), value=image_id))
-        save_button.click(on_save, [project, image_pick, revision, annotator], [status, revision, image_info, image_pick],
+        save_button.click(signed_in(ctx, on_save),
+                          [project, image_pick, revision, annotator], [status, revision, image_info, image_pick],
                           api_visibility="private")
 
-        def on_split(project_id, image_id, value):
+        def on_split(ctx, project_id, image_id, value):
             message = labelling.set_split(ctx, image_id, value)
             return message, gr.Dropdown(choices=labelling.image_choices(ctx, project_id), value=image_id)
-        split.input(on_split, [project, image_pick, split], [status, image_pick], api_visibility="private")
+        split.input(signed_in(ctx, on_split),
+                    [project, image_pick, split], [status, image_pick], api_visibility="private")
 
-        def on_delete_image(project_id, image_id):
+        def on_delete_image(ctx, project_id, image_id):
             message = labelling.delete_image(ctx, image_id)
             images = labelling.image_choices(ctx, project_id)
             return message, gr.Dropdown(choices=images, value=images[0][1] if images else None)
-        delete_image_button.click(on_delete_image, [project, image_pick], [status, image_pick],
+        delete_image_button.click(signed_in(ctx, on_delete_image), [project, image_pick], [status, image_pick],
                                   api_visibility="private")
-        prev_button.click(lambda p, i: labelling.neighbour(ctx, p, i, -1), [project, image_pick], [image_pick],
+        prev_button.click(signed_in(ctx, lambda ctx, p, i: labelling.neighbour(ctx, p, i, -1)),
+                          [project, image_pick], [image_pick],
                           api_visibility="private")
-        next_button.click(lambda p, i: labelling.neighbour(ctx, p, i, +1), [project, image_pick], [image_pick],
+        next_button.click(signed_in(ctx, lambda ctx, p, i: labelling.neighbour(ctx, p, i, +1)),
+                          [project, image_pick], [image_pick],
                           api_visibility="private")
 
-        def on_preannotate(project_id, image_id, source, threshold, current):
+        def on_preannotate(ctx, project_id, image_id, source, threshold, current):
             value, message = labelling.preannotate(ctx, project_id, image_id, source, threshold, current)
             return value, message
-        pre_button.click(on_preannotate, [project, image_pick, pre_source, pre_threshold, annotator],
+        pre_button.click(signed_in(ctx, on_preannotate), [project, image_pick, pre_source, pre_threshold, annotator],
                          [annotator, status], api_visibility="private")
 
         # ---- tuning ----
-        def show_job(job_id):
+        def show_job(ctx, job_id):
             text, points = tuning.job_view(ctx, job_id)
             return text, _loss_frame(points)
 
-        def on_tune(project_id, method_name, step_count):
+        def on_tune(ctx, project_id, method_name, step_count):
             job_id, message = tuning.start_tuning(ctx, project_id, method_name, step_count)
             jobs = tuning.job_choices(ctx, project_id)
-            return message, gr.Dropdown(choices=jobs, value=job_id or gr.skip()), *show_job(job_id)
-        tune_button.click(on_tune, [project, method, steps], [status, job_pick, progress, loss_plot],
+            return message, gr.Dropdown(choices=jobs, value=job_id or gr.skip()), *show_job(ctx, job_id)
+        tune_button.click(signed_in(ctx, on_tune), [project, method, steps], [status, job_pick, progress, loss_plot],
                           api_visibility="private")
 
-        def on_retry(project_id, job_id):
+        def on_retry(ctx, project_id, job_id):
             new_id, message = tuning.retry_job(ctx, job_id)
             jobs = tuning.job_choices(ctx, project_id)
             return message, gr.Dropdown(choices=jobs, value=new_id or job_id)
-        retry_button.click(on_retry, [project, job_pick], [status, job_pick], api_visibility="private")
-        cancel_button.click(lambda j: tuning.cancel_job(ctx, j), [job_pick], [status], api_visibility="private")
-        job_pick.change(show_job, [job_pick], [progress, loss_plot], api_visibility="private")
-        timer.tick(show_job, [job_pick], [progress, loss_plot], api_visibility="private", show_progress="hidden")
+        retry_button.click(signed_in(ctx, on_retry), [project, job_pick], [status, job_pick], api_visibility="private")
+        cancel_button.click(signed_in(ctx, lambda ctx, j: tuning.cancel_job(ctx, j)),
+                            [job_pick], [status], api_visibility="private")
+        job_pick.change(signed_in(ctx, show_job), [job_pick], [progress, loss_plot], api_visibility="private")
+        timer.tick(signed_in(ctx, show_job),
+                   [job_pick], [progress, loss_plot], api_visibility="private", show_progress="hidden")
 
-        def on_page_load(project_id):
+        def on_page_load(ctx, project_id):
             # choices are read per page load: projects made in other tabs (or by the API) since start-up appear
             choices = projects.project_choices(ctx)
             ids = [value for _, value in choices]
             chosen = project_id if project_id in ids else (ids[0] if ids else None)
-            return gr.Dropdown(choices=choices, value=chosen), *refresh_project(chosen)
+            return gr.Dropdown(choices=choices, value=chosen), *refresh_project(ctx, chosen), signed_in_line(ctx)
         # ---- compare, explain, evaluate, exchange ----
-        compare_tab.select(lambda p, i: refresh_compare(p, i), [project, compare_image], compare_outputs,
+        compare_tab.select(signed_in(ctx, refresh_compare), [project, compare_image], compare_outputs,
                            api_visibility="private")
-        evaluate_tab.select(lambda p, i: refresh_compare(p, i), [project, compare_image], compare_outputs,
+        evaluate_tab.select(signed_in(ctx, refresh_compare), [project, compare_image], compare_outputs,
                             api_visibility="private")
         compare_inputs = [project, prompt_pick, compare_image, compare_upload, compare_threshold]
-        compare_button.click(lambda *a: compare.compare(ctx, *a), compare_inputs,
+        compare_button.click(signed_in(ctx, compare.compare), compare_inputs,
                              [zero_view, tuned_view, counts, status], api_visibility="private")
-        cam_button.click(lambda p, k, i, u, c: compare.explain(ctx, p, k, i, u, c),
+        cam_button.click(signed_in(ctx, compare.explain),
                          [project, prompt_pick, compare_image, compare_upload, cam_class],
                          [zero_cam, tuned_cam, status], api_visibility="private")
 
-        def on_evaluate(project_id, prompt_id):
+        def on_evaluate(ctx, project_id, prompt_id):
             try:
                 report = evaluation.evaluate_project(ctx, project_id, prompt_id)
             except Exception as error:
                 return from_error_text(error), [], []
             return (evaluation.summary_markdown(report), evaluation.per_class_rows(report),
                     evaluation.per_image_rows(ctx, report))
-        evaluate_button.click(on_evaluate, [project, prompt_pick], [evaluation_summary, per_class, per_image],
+        evaluate_button.click(signed_in(ctx, on_evaluate),
+                              [project, prompt_pick], [evaluation_summary, per_class, per_image],
                               api_visibility="private")
 
         def open_in_compare(event: gr.SelectData):
@@ -330,17 +378,19 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             image_id = int(row[0]) if row else None
             return gr.Tabs(selected="compare"), gr.Dropdown(value=image_id), None
         per_image.select(open_in_compare, None, [tabs, compare_image, compare_upload], api_visibility="private").then(
-            lambda *a: compare.compare(ctx, *a), compare_inputs, [zero_view, tuned_view, counts, status],
+            signed_in(ctx, compare.compare), compare_inputs, [zero_view, tuned_view, counts, status],
             api_visibility="private")
 
-        export_button.click(lambda p: exchange_tab.export_project(ctx, p), [project], [export_file, status],
+        export_button.click(signed_in(ctx, exchange_tab.export_project), [project], [export_file, status],
                             api_visibility="private")
-        import_button.click(lambda p, f: (exchange_tab.import_project(ctx, p, f), *refresh_project(p)),
+        import_button.click(signed_in(ctx, lambda ctx, p, f: (exchange_tab.import_project(ctx, p, f),
+                                                              *refresh_project(ctx, p))),
                             [project, import_file], [status, *project_outputs], api_visibility="private")
-        prompt_export_button.click(lambda k: exchange_tab.export_prompt(ctx, k), [prompt_pick], [prompt_file, status],
+        prompt_export_button.click(signed_in(ctx, exchange_tab.export_prompt), [prompt_pick], [prompt_file, status],
                                    api_visibility="private")
-        prompt_import_button.click(lambda p, f: (exchange_tab.import_prompt(ctx, p, f), *refresh_compare(p)),
+        prompt_import_button.click(signed_in(ctx, lambda ctx, p, f: (exchange_tab.import_prompt(ctx, p, f),
+                                                                     *refresh_compare(ctx, p))),
                                    [project, prompt_upload], [status, *compare_outputs], api_visibility="private")
 
-        demo.load(on_page_load, [project], [project, *project_outputs], api_visibility="private")
+        demo.load(signed_in(ctx, on_page_load), [project], [project, *project_outputs, who], api_visibility="private")
     return demo

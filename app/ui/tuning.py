@@ -1,7 +1,7 @@
 """Tune tab: queue a tuning job, follow its progress and loss, cancel it or run an interrupted one again."""
 from __future__ import annotations
 
-from app import store
+from app import access, store
 from app.context import AppContext
 from app.ui.messages import from_error, ok, problem
 
@@ -27,6 +27,7 @@ def start_tuning(ctx: AppContext, project_id: int | None, method: str, steps: fl
         return None, problem("create or choose a project first")
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", project_id=project_id)
             job = store.enqueue_job(session, project_id, method or "sdpt", int(steps or 0), ctx.models.model_id)
             where = "" if ctx.settings.worker else " (waiting for a `python -m app.worker` process)"
             return job.id, ok(f"queued tuning job {job.id}: {job.method}, {job.steps} steps on "
@@ -39,6 +40,7 @@ def job_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, int]
     if project_id is None:
         return []
     with ctx.database.session() as session:
+        access.require(session, ctx.signed_in_user(), "read", project_id=project_id)
         return [(f"job {j.id} · {j.method} · {j.steps} steps · queued {j.created_at:%Y-%m-%d %H:%M}", j.id)
                 for j in store.list_jobs(session, project_id)]
 
@@ -56,6 +58,7 @@ def job_view(ctx: AppContext, job_id: int | None) -> tuple[str, list[list]]:
         return "No tuning job yet. Label some training images, then press **Tune**.", []
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "read", job_id=job_id)
             job = store.get_job(session, job_id)
             loss = "-" if job.loss is None else f"{job.loss:.4f}"
             text = (f"**Job {job.id}** · {job.method} · **{job.status}** · step **{job.step}/{job.steps}** · "
@@ -70,6 +73,7 @@ def cancel_job(ctx: AppContext, job_id: int | None) -> str:
         return problem("choose a job to cancel")
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", job_id=job_id)
             job = store.request_cancel(session, job_id)
             return ok(f"job {job.id}: {job.message}")
     except Exception as error:
@@ -81,6 +85,7 @@ def retry_job(ctx: AppContext, job_id: int | None) -> tuple[int | None, str]:
         return None, problem("choose the interrupted, failed or cancelled job to run again")
     try:
         with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", job_id=job_id)
             job = store.retry_job(session, job_id)
             return job.id, ok(f"queued job {job.id} with the same settings as job {job_id}")
     except Exception as error:

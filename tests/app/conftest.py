@@ -1,5 +1,12 @@
-"""App fixtures: settings in a temporary data directory with a real SQLite file, and a served app."""
+"""App fixtures: settings in a temporary data directory with a real SQLite file, and a served app.
+
+Test modules that set `BOTH_DATABASES = True` run every test that uses a database on SQLite and on PostgreSQL: a
+fresh database per test on the server SDPT_TEST_POSTGRES_URL names (tests/postgres_server.sh starts one; .ci/run
+does). Without that variable the PostgreSQL runs are skipped, except under CI, where they fail.
+"""
+import os
 import socket
+import uuid
 
 import pytest
 
@@ -12,16 +19,52 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def make_settings(root, worker: bool = False) -> Settings:
-    settings = Settings(data_dir=root, database_url=f"sqlite:///{root / 'app.sqlite'}", model="tiny-random",
-                        port=free_port(), worker=worker)
+def make_settings(root, worker: bool = False, database_url: str | None = None) -> Settings:
+    settings = Settings(data_dir=root, database_url=database_url or f"sqlite:///{root / 'app.sqlite'}",
+                        model="tiny-random", port=free_port(), worker=worker)
     settings.ensure_dirs()
     return settings
 
 
+def pytest_generate_tests(metafunc):
+    if getattr(metafunc.module, "BOTH_DATABASES", False) and "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The admin URL of the test PostgreSQL server; skips (fails under CI) when there is none."""
+    url = os.environ.get("SDPT_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL: start tests/postgres_server.sh and set SDPT_TEST_POSTGRES_URL")
+        pytest.skip("no PostgreSQL server (eval \"$(tests/postgres_server.sh start)\" to test it)")
+    return url
+
+
 @pytest.fixture
-def settings(tmp_path):
-    return make_settings(tmp_path / "data")
+def database_url(request, tmp_path):
+    """None (SQLite in the data directory) or the URL of a fresh PostgreSQL database, dropped afterwards."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = request.getfixturevalue("postgres_server")
+    name = f"sdpt_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    return make_settings(tmp_path / "data", database_url=database_url)
 
 
 @pytest.fixture
@@ -41,14 +84,34 @@ def ui_models():
 
 
 @pytest.fixture
-def served_app(tmp_path, ui_models):
+def served_app(tmp_path, ui_models, database_url):
     """(url, context, worker): the whole app with an in-process worker, on a free loopback port."""
     from app.server import build_app, launch_options
 
-    settings = make_settings(tmp_path / "data", worker=True)
+    settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
     demo, context, worker = build_app(settings, models=ui_models)
     options = launch_options(settings)
     demo.launch(prevent_thread_lock=True, quiet=True, **options)
     yield f"http://127.0.0.1:{settings.port}/", context, worker
     worker.stop()
     demo.close()
+    context.database.engine.dispose()
+
+
+TEAM = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
+
+
+@pytest.fixture
+def team_app(tmp_path, ui_models, database_url):
+    """(url, context, worker): the whole app with sign-in for alice, bob and carol (passwords in TEAM)."""
+    from app.auth import parse_pairs
+    from app.server import build_app, launch_options
+
+    settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
+    settings.users = parse_pairs([f"{name}:{password}" for name, password in TEAM.items()], "test")
+    demo, context, worker = build_app(settings, models=ui_models)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    yield f"http://127.0.0.1:{settings.port}/", context, worker
+    worker.stop()
+    demo.close()
+    context.database.engine.dispose()

@@ -9,6 +9,8 @@ from app import store
 from app.db import Database
 from app.image_files import ImageRejected, store_upload
 
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
+
 
 def png(path, size=(64, 48), colour=(10, 200, 30)):
     Image.new("RGB", size, colour).save(path)
@@ -167,3 +169,28 @@ def test_data_survives_a_new_connection(settings, project_id, image_id):
     with Database(settings.database_url).session() as session:  # as after an app restart
         (project,) = store.list_projects(session)
         assert project.id == project_id and [i.id for i in project.images] == [image_id]
+
+
+def test_postgresql_claims_skip_rows_another_worker_holds(settings, project_id, image_id, database):
+    """SELECT ... FOR UPDATE SKIP LOCKED: while one transaction holds the oldest queued job, a claim takes the
+    next one at once instead of waiting."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite claims by a conditional UPDATE (tested above)")
+    import time
+
+    from sqlalchemy import select
+
+    with database.session() as session:
+        store.save_boxes(session, image_id, [{"label": "red cell", "xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}])
+        first, second = (store.enqueue_job(session, project_id, "sdpt", 5, "tiny-random").id for _ in range(2))
+    holder = Database(settings.database_url)
+    with holder.session() as holding:
+        holding.execute(select(store.TuningJob).where(store.TuningJob.id == first).with_for_update())
+        start = time.perf_counter()
+        with database.session() as session:
+            claimed = store.claim_job(session, "w2")
+            assert claimed.id == second and time.perf_counter() - start < 5
+    with database.session() as session:
+        assert store.claim_job(session, "w1").id == first  # free again once the holder's transaction ended
+        assert store.claim_job(session, "w3") is None
+    holder.engine.dispose()

@@ -15,6 +15,8 @@ from app import store
 from app.worker import Worker
 from sdpt.prompt_io import load_prompt
 
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -131,3 +133,71 @@ def test_chunked_job_for_time_limited_gpu_calls(database, settings, labelled_pro
     assert calls == 4 and job.status == "done", job.message
     assert not (settings.data_dir / "runs" / f"job-{job_id}").exists()
     assert not worker.run_chunk(max_seconds=0.0)
+
+
+def test_two_worker_processes_share_a_queue_and_survive_a_kill(database, settings, labelled_project, tmp_path):
+    """Two `python -m app.worker` processes on one queue; the one running the long job is SIGKILLed mid-job. The
+    other finishes the rest, marks the dead worker's job interrupted, runs it again on request, and no job is ever
+    claimed twice (each worker logs every claim)."""
+    from collections import Counter
+
+    with database.session() as session:
+        long_job = store.enqueue_job(session, labelled_project, "sdpt", 5000, "tiny-random").id
+        short_jobs = [store.enqueue_job(session, labelled_project, "sdpt", 3, "tiny-random").id for _ in range(3)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    logs = [tmp_path / f"worker{k}.log" for k in range(2)]
+    workers = []
+    for log in logs:
+        with log.open("w") as output:
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "app.worker", "--data-dir", str(settings.data_dir), "--database-url",
+                 settings.database_url, "--stale-after", "8"], cwd=ROOT, env=env, stdout=output,
+                stderr=subprocess.STDOUT))
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            with database.session() as session:
+                job = store.get_job(session, long_job)
+                if job.status == "running" and job.step >= 2:
+                    holder = job.worker_id
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no worker reached step 2 of the long job: " + " | ".join(l.read_text()[-500:] for l in logs))
+        (victim,) = [w for w in workers if f":{w.pid}:" in holder]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        survivor = next(w for w in workers if w is not victim)
+
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            with database.session() as session:
+                states = {j.id: j.status for j in store.list_jobs(session, labelled_project)}
+            if states[long_job] == "interrupted" and all(states[j] == "done" for j in short_jobs):
+                break
+            assert survivor.poll() is None, logs[workers.index(survivor)].read_text()[-2000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"jobs did not settle: {states}")
+        with database.session() as session:
+            again = store.retry_job(session, long_job)
+            again.steps = 3
+            again_id = again.id
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            with database.session() as session:
+                if store.get_job(session, again_id).status not in ("queued", "running"):
+                    break
+            time.sleep(0.5)
+        with database.session() as session:
+            assert store.get_job(session, again_id).status == "done"
+            prompts = [p.job_id for p in store.get_project(session, labelled_project).prompts]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(30)
+    claims = Counter(int(line.rsplit(" ", 1)[1]) for log in logs for line in log.read_text().splitlines()
+                     if " claimed job " in line)
+    assert claims == Counter([long_job, *short_jobs, again_id]), claims  # each job claimed exactly once
+    assert sorted(prompts) == sorted([*short_jobs, again_id])  # one prompt per finished job, none from the dead one

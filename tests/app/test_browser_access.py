@@ -1,0 +1,95 @@
+"""Two signed-in users in two browser contexts (Playwright driving Debian's Chromium): bob never sees alice's
+project or its image, not even by the file URL; shared as a viewer he opens it but cannot save; a context that has
+not signed in sees only the sign-in form. Screenshots go to test-artifacts/."""
+import os
+
+import pytest
+
+from app import store
+from tests.app.conftest import TEAM
+from tests.app.test_browser import CHROMIUM, shot, wait_for_status
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("SDPT_REQUIRE_BROWSER") != "1",
+                                reason="Debian's chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+def sign_in(browser, url, name):
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.goto(url)
+    page.locator("input").nth(0).fill(name)
+    page.locator("input[type=password]").fill(TEAM[name])
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text(f"Signed in as {name}").wait_for()
+    return context, page
+
+
+def test_two_users_in_two_browser_contexts(team_app, browser, tmp_path):
+    from PIL import Image
+
+    url, context, _worker = team_app
+    picture = tmp_path / "private.png"
+    Image.new("RGB", (200, 150), (30, 30, 200)).save(picture)
+
+    alice_context, alice = sign_in(browser, url, "alice")
+    alice.locator("#new-project textarea, #new-project input").first.fill("Alice private")
+    alice.locator("#create-project").click()
+    wait_for_status(alice, "created project 'Alice private'")
+    alice.locator("#new-classes textarea, #new-classes input").first.fill("blue thing")
+    alice.locator("#add-classes").click()
+    wait_for_status(alice, "added 'blue thing'")
+    alice.get_by_role("tab", name="2 · Label images").click()
+    alice.locator("#uploads input[type=file]").set_input_files(str(picture))
+    alice.locator("#add-images").click()
+    wait_for_status(alice, "added 1 image")
+    alice.locator("#annotator canvas").first.wait_for()
+    shot(alice, "access-01-alice")
+    with context.database.session() as session:
+        (project,) = store.list_projects(session)
+        (record,) = store.list_images(session, project.id)
+        stored = store.image_file(context.settings.images_dir, record)
+    # the page shows a served copy, never the store's own path
+    assert str(stored) not in alice.content()
+
+    bob_context, bob = sign_in(browser, url, "bob")
+    bob.wait_for_timeout(1000)
+    assert "Alice private" not in bob.content()
+    bob.locator("#project").click()
+    assert bob.get_by_role("option", name="Alice private").count() == 0
+    shot(bob, "access-02-bob-sees-nothing")
+    for guess in (f"gradio_api/file={stored}", f"file={stored}"):
+        assert bob_context.request.get(url + guess).status != 200, guess
+
+    # shared as a viewer: bob opens it, sees the image, and his save is refused with what to do
+    with context.database.session() as session:
+        from app import access
+        access.share(session, access.User("alice"), project.id, "bob", "viewer")
+    bob.reload()
+    bob.get_by_text("Signed in as bob").wait_for()
+    # his only project now, so the page opens it
+    bob.wait_for_function("() => (document.querySelector('#project input')?.value || '')"
+                          ".includes('Alice private (viewer, owned by alice)')")
+    bob.get_by_role("tab", name="2 · Label images").click()
+    bob.locator("#annotator canvas").first.wait_for()
+    bob.locator("#save-boxes").click()
+    wait_for_status(bob, "you can view 'Alice private' but not change it")
+    shot(bob, "access-03-bob-viewer")
+
+    anonymous = browser.new_context().new_page()
+    anonymous.goto(url)
+    anonymous.locator("input[type=password]").wait_for()
+    assert "Alice private" not in anonymous.content() and "Teach a detector" not in anonymous.content()
+    alice_context.close()
+    bob_context.close()
