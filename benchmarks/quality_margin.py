@@ -25,8 +25,9 @@ TASK, SHOTS, STEPS, BATCH, POOL_IMAGES, TEST_IMAGES = "new_word", 5, 120, 4, 40,
 logger = logging.getLogger("benchmarks.quality_margin")
 
 
-def default_gain(detector, root: Path, seed: int) -> tuple[float, float]:
-    """(zero-shot mAP, mAP after tuning the default method with its default settings) on the fixed test images."""
+def default_gain(detector, root: Path, seed: int, options: dict | None = None) -> tuple[float, float]:
+    """(zero-shot mAP, mAP after tuning the default method with its default settings, or `options`) on the fixed
+    test images."""
     from benchmarks.few_shot import k_shot
     from sdpt.config import TrainConfig
     from sdpt.data import load_coco
@@ -42,7 +43,7 @@ def default_gain(detector, root: Path, seed: int) -> tuple[float, float]:
     pool = load_coco(root / "pool" / "annotations.json", root / "pool" / "images")
     test = load_coco(root / "test" / "annotations.json", root / "test" / "images")
     train = k_shot(pool, SHOTS, seed)
-    prompt = build_method(DEFAULT_METHOD, detector, seed=seed)
+    prompt = build_method(DEFAULT_METHOD, detector, options, seed=seed)
     tune(detector, train, prompt, TrainConfig(steps=STEPS, batch_size=BATCH, seed=seed))
     return evaluate(detector, test)["map"], evaluate(detector, test, prompt)["map"]
 
@@ -52,13 +53,16 @@ def main(argv: list[str] | None = None) -> float:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--injection", default=None, help="another fusion injection (e.g. shared_gate), to check that "
+                                                          "a method that does not work falls below the margin")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     detector = load_detector(str(MODEL), device="cpu")
     gains = []
     with tempfile.TemporaryDirectory() as root:
         for seed in args.seeds:
-            zero, tuned = default_gain(detector, Path(root), seed)
+            options = {"injection": args.injection} if args.injection else None
+            zero, tuned = default_gain(detector, Path(root), seed, options)
             gains.append(tuned - zero)
             logger.info("seed %d: zero-shot %.4f, %s %.4f, gain %.4f", seed, zero, DEFAULT_METHOD, tuned, gains[-1])
     spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
