@@ -64,9 +64,12 @@ class FusionPromptMethod(PromptMethod):
         vision, text = self.injected_tokens(position)
         return FusionPrompts(vision=vision, text=text, image_sees_text_prompts=self.config.image_sees_text_prompts)
 
+    def _gate(self) -> nn.Parameter | None:
+        """The gates ('shared_gate') or the branch scales ('branch'); the 'paper' injection has none."""
+        return next((getattr(self, name) for name in ("gates", "branch_scales") if hasattr(self, name)), None)
+
     def param_groups(self, lr: float) -> list[dict]:
-        gate = {"shared_gate": getattr(self, "gates", None), "branch": getattr(self, "branch_scales", None)}.get(
-            self.config.injection)
+        gate = self._gate()
         others = [p for p in self.parameters() if p.requires_grad and p is not gate]
         groups = [{"params": others, "lr": lr}]
         if gate is not None:
