@@ -9,6 +9,8 @@ from pathlib import Path
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "sdpt-small"
 MAX_UPLOAD_MB = 20  # per file; larger uploads are refused before they are read
+DEFAULT_METHOD = "sdpt"  # the tuning method the app offers first; the only place the app names it
+DEFAULT_STEPS = 200
 
 
 def default_data_dir() -> Path:

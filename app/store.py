@@ -189,7 +189,7 @@ def delete_image(session: Session, image_id: int) -> str:
 
 
 def save_boxes(session: Session, image_id: int, boxes: list[dict], expected_revision: int | None = None,
-               tolerance: float = 2.0) -> ImageRecord:
+               tolerance: float = 2.0, mark_reviewed: bool = True) -> ImageRecord:
     """Replace an image's boxes with `boxes` ({label, xmin, ymin, xmax, ymax} in pixels).
 
     `expected_revision` is the revision the editor loaded; when another tab saved since, nothing is written and the
@@ -227,7 +227,8 @@ def save_boxes(session: Session, image_id: int, boxes: list[dict], expected_revi
     session.flush()
     record.boxes.extend(rows)
     record.revision += 1
-    record.reviewed = True  # a person saved what the image shows: pre-annotation jobs leave it alone from now on
+    if mark_reviewed:  # a person saved what the image shows: pre-annotation jobs leave it alone from now on
+        record.reviewed = True
     session.flush()
     return record
 

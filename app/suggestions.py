@@ -8,7 +8,7 @@ import unicodedata
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Box, ClassLabel, ImageRecord, PromptRecord, Suggestion, TuningJob
+from app.models import Box, ImageRecord, PromptRecord, Suggestion, TuningJob
 from app.store import StoreError, get_image, get_project, list_classes
 
 MAX_SUGGESTIONS_PER_IMAGE = 100
@@ -134,6 +134,32 @@ def review(session: Session, image_id: int, accept: list, reject: list, revision
             "accepted": len(accepted), "rejected": len(rejected)}
 
 
+def save_review(session: Session, image_id: int, revision: int | None, confirmed: list[dict],
+                kept: dict[int, dict], moved_px: float = 1.5) -> dict:
+    """What the review editor shows, saved: `confirmed` ({label, xmin, ...}) become the image's confirmed boxes;
+    of its suggestions, those in `kept` (id -> box as now drawn) that were moved are accepted as edited, those
+    still in place stay suggestions, and those no longer drawn are rejected. All or nothing."""
+    from app.store import save_boxes
+
+    record = get_image(session, image_id)
+    if revision is not None and revision >= 0 and record.revision != revision:
+        raise StoreError(f"'{record.original_name}' was changed in another tab or window (or pre-annotated again) "
+                         "since you opened it; reload the image and review again - nothing was changed")
+    pending = {s.id: s for s in session.scalars(select(Suggestion).where(Suggestion.image_id == image_id))}
+    edited, rejected = [], []
+    for key, suggestion in pending.items():
+        box = kept.get(key)
+        if box is None:
+            rejected.append(key)
+            continue
+        old = (suggestion.x0, suggestion.y0, suggestion.x1, suggestion.y1)
+        new = tuple(float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+        if max(abs(a - b) for a, b in zip(old, new)) > moved_px:
+            edited.append({"id": key, "xmin": new[0], "ymin": new[1], "xmax": new[2], "ymax": new[3]})
+    save_boxes(session, image_id, confirmed, None, mark_reviewed=False)
+    return review(session, image_id, edited, rejected, None)
+
+
 # ---- the review queue ----------------------------------------------------------------------------------------
 
 def next_to_review(session: Session, project_id: int, skip: tuple[int, ...] = ()) -> int | None:
@@ -252,6 +278,3 @@ def learning_curve(session: Session, project_id: int) -> list[dict]:
     return [{"prompt_id": p.id, "confirmed_boxes": p.confirmed_boxes, "map": round(p.heldout_map, 4),
              "map50": round(p.heldout_map50, 4)} for p in prompts]
 
-
-def class_by_id(session: Session, class_id: int) -> ClassLabel | None:
-    return session.get(ClassLabel, class_id)

@@ -6,6 +6,7 @@ import gradio as gr
 from app import store
 from app.context import AppContext
 from app.image_files import ImageRejected, store_upload
+from app.settings import DEFAULT_METHOD, DEFAULT_STEPS
 
 
 def _call(ctx: AppContext, work):
@@ -46,15 +47,22 @@ def register(ctx: AppContext) -> None:
             return {"boxes": len(record.boxes), "revision": record.revision}
         return _call(ctx, work)
 
-    def tune(project_id: int, method: str = "sdpt", steps: int = 200) -> dict:
-        return _call(ctx, lambda s: {"job_id": store.enqueue_job(s, int(project_id), method, int(steps),
-                                                                  ctx.models.model_id).id})
+    def tune(project_id: int, method: str = DEFAULT_METHOD, steps: int = DEFAULT_STEPS,
+             continue_from_latest: bool = False) -> dict:
+        def work(session):
+            warm = store.latest_prompt(session, int(project_id), ctx.models.fingerprint()) if continue_from_latest \
+                else None
+            if continue_from_latest and warm is None:
+                raise store.StoreError("this project has no prompt for this model to continue from; tune anew")
+            return {"job_id": store.enqueue_job(session, int(project_id), method, int(steps), ctx.models.model_id,
+                                                warm_from=warm.id if warm else None).id}
+        return _call(ctx, work)
 
     def job_status(job_id: int) -> dict:
         def work(session):
             job = store.get_job(session, int(job_id))
             return {"status": job.status, "step": job.step, "steps": job.steps, "loss": job.loss,
-                    "message": job.message}
+                    "message": job.message, "kind": job.kind}
         return _call(ctx, work)
 
     def cancel_job(job_id: int) -> dict:
