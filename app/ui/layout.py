@@ -161,6 +161,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("**Project as COCO** (annotations.json + images, zipped)")
+                        export_suggestions = gr.Checkbox(label="also export the model's unreviewed suggestions "
+                                                         "(flagged)", value=False, elem_id="export-suggestions")
                         export_button = gr.Button("Export project", elem_id="export-project")
                         export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
                         import_file = gr.File(label="Import a COCO zip into this project", file_types=[".zip"],
@@ -348,7 +350,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             lambda *a: compare.compare(ctx, *a), compare_inputs, [zero_view, tuned_view, counts, status],
             api_visibility="private")
 
-        export_button.click(lambda p: exchange_tab.export_project(ctx, p), [project], [export_file, status],
+        export_button.click(lambda p, x: exchange_tab.export_project(ctx, p, x), [project, export_suggestions],
+                            [export_file, status],
                             api_visibility="private")
         import_button.click(lambda p, f: (exchange_tab.import_project(ctx, p, f), *refresh_project(p)),
                             [project, import_file], [status, *project_outputs], api_visibility="private")
