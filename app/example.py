@@ -33,7 +33,8 @@ DESCRIPTION = """**Example project** (made on this machine from the app's synthe
 2. **2b · Review**: press *Pre-annotate all* with the latest prompt; the model suggests boxes on the
    {unlabelled} unlabelled images.
 3. Review them: *Next to review* (R) opens the most uncertain image first; **A** accepts all suggestions, **Y** / **X**
-   accept / reject the highlighted one, or move a suggestion and press **E** to accept it as edited.
+   accept / reject the highlighted one; move or delete suggestions and draw missed boxes, then press **V**
+   to accept it as edited.
 4. Back in **3 · Tune**, tick *Continue from the latest prompt* and tune again: the learning curve shows held-out
    mAP rise as confirmed boxes grow.
 """
