@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import select
 
@@ -48,23 +49,36 @@ def _unique_name(session) -> str:
     return name
 
 
-def create_example_project(session, settings: Settings) -> Project:
-    """A new project holding the example's classes and images (the same images every time)."""
+def example_classes() -> list[str]:
+    from sdpt.synthetic.grounding import TASKS
+
+    return TASKS[EXAMPLE_TASK].class_names
+
+
+def example_scenes() -> Iterator[tuple[str, str, bool, object, list]]:
+    """(file name, split, labelled in the project, PIL image, [(xyxy box, class)]) of every example image; the
+    ground truth of the unlabelled ones too (for the loop benchmark's simulated reviewer)."""
     from sdpt.synthetic.grounding import TASKS, scene_stream
 
-    style = TASKS[EXAMPLE_TASK]
-    project = store.create_project(session, _unique_name(session))
-    project.description = DESCRIPTION.format(classes=len(style.class_names), train=TRAIN_LABELLED,
-                                             unlabelled=UNLABELLED, heldout=HELDOUT)
-    for name in style.class_names:
-        store.add_class(session, project.id, name)
-    stream = scene_stream(style, EXAMPLE_SEED)
+    stream = scene_stream(TASKS[EXAMPLE_TASK], EXAMPLE_SEED)
     plan = [("train", True)] * TRAIN_LABELLED + [("train", False)] * UNLABELLED + [("heldout", True)] * HELDOUT
+    for number, (split, labelled) in enumerate(plan, start=1):
+        image, objects = next(stream)
+        yield f"shapes-{number:03d}.png", split, labelled, image, objects
+
+
+def create_example_project(session, settings: Settings) -> Project:
+    """A new project holding the example's classes and images (the same images every time)."""
+    names = example_classes()
+    project = store.create_project(session, _unique_name(session))
+    project.description = DESCRIPTION.format(classes=len(names), train=TRAIN_LABELLED, unlabelled=UNLABELLED,
+                                             heldout=HELDOUT)
+    for name in names:
+        store.add_class(session, project.id, name)
     max_bytes = settings.max_upload_mb * 2**20
     with tempfile.TemporaryDirectory(dir=settings.data_dir) as scratch:
-        for number, (split, labelled) in enumerate(plan, start=1):
-            image, objects = next(stream)
-            path = Path(scratch) / f"shapes-{number:03d}.png"
+        for file_name, split, labelled, image, objects in example_scenes():
+            path = Path(scratch) / file_name
             image.save(path)
             stored = store_upload(path, settings.images_dir, max_bytes, original_name=path.name)
             record, _new = store.add_image(session, project.id, stored, split)
