@@ -55,7 +55,7 @@ def score_suggestions(found, threshold: float, other=None) -> list[dict]:
 
 
 def run_preannotate(database: Database, settings: Settings, detector, job_id: int,
-                    progress: Callable[[int, int, str], bool], compare_zero_shot: bool = True) -> tuple[str, str]:
+                    progress: Callable[[int, int, str], bool], compare_zero_shot: bool = False) -> tuple[str, str]:
     """Run one pre-annotation job; returns its final (status, message), status 'done' or 'cancelled'.
 
     Each batch of images is one transaction, and an image's suggestions are replaced whole, so a job cancelled (or

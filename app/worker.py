@@ -51,8 +51,11 @@ class Worker:
 
     def __init__(self, database: Database, settings: Settings, detector_loader=None, worker_id: str | None = None,
                  poll_s: float = 1.0, stale_after_s: float = STALE_AFTER_S, stop_event=None, ready_event=None,
-                 parent_pid: int | None = None):
+                 parent_pid: int | None = None, compare_zero_shot: bool = False):
         self.database = database
+        # pre-annotating with a prompt, also run zero-shot to flag disagreements for the review queue; off by default
+        # because it costs a second pass over the prompt-dependent layers (BENCHMARKS.md: the loop's figures)
+        self.compare_zero_shot = compare_zero_shot
         self.stale_after_s = stale_after_s
         self.settings = settings
         self.poll_s = poll_s
@@ -234,7 +237,8 @@ class Worker:
                     cancel.set()
             return cancel.is_set()
 
-        status, message = run_preannotate(self.database, self.settings, detector, job_id, progress)
+        status, message = run_preannotate(self.database, self.settings, detector, job_id, progress,
+                                          compare_zero_shot=self.compare_zero_shot)
         with self.database.session() as session:
             store.finish_job(session, job_id, status, message)
 

@@ -110,6 +110,14 @@ def test_a_tune_and_a_warm_retune_are_scored_on_the_held_out_images(database, se
         prompt = store.latest_prompt(session, example)
         assert store.get_job(session, first).status == "done" and "held-out mAP" in store.get_job(session, first).message
         start = prompt.id
+        suggest = suggestions.enqueue_preannotate(session, example, -1, 0.05, "tiny-random",
+                                                  detector.fingerprint()).id
+    # suggestions from the latest prompt, with the zero-shot pass that flags disagreements
+    assert Worker(database, settings, detector_loader=lambda _model: detector, compare_zero_shot=True).run_once()
+    with database.session() as session:
+        assert store.get_job(session, suggest).status == "done", store.get_job(session, suggest).message
+        written = session.query(Suggestion).filter_by(job_id=suggest).all()
+        assert written and {(s.source, s.prompt_id) for s in written} == {("prompt", start)}
         warm = store.enqueue_job(session, example, "text", 2, "tiny-random", warm_from=start)
         assert warm.prompt_id == start and warm.method == prompt.method  # a warm retune keeps the prompt's method
         warm = warm.id
