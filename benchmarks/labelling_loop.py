@@ -5,8 +5,8 @@ In review the reviewer takes the images in the app's queue order (a third of the
 accepts each suggestion that matches a ground-truth box of its class at IoU >= 0.5 (each ground-truth box once),
 rejects the others and draws the ground-truth boxes nobody suggested. Per round: held-out mAP of the prompt that
 made the suggestions, the share of suggestions accepted unchanged, and boxes drawn against boxes only clicked.
-Runs for the app's default method (suggestions from the latest prompt) and for zero-shot suggestions (the same
-tuning, suggestions from the zero-shot model).
+Runs for the app's default method (suggestions from the latest prompt, warm retuned each round) and for zero-shot
+suggestions (no tuning at all: the held-out column is the zero-shot model's).
 
     python -m benchmarks.labelling_loop [--model assets/sdpt-small] [--steps 100] [--rounds 3] [--json out.json]
 """
@@ -75,6 +75,14 @@ def run_loop(model: str, detector, mode: str, steps: int, rounds: int, threshold
     per_round = math.ceil(UNLABELLED / rounds)
 
     def tune(warm: bool) -> dict:
+        if mode == "zero-shot":  # the baseline: nothing is tuned, suggestions and held-out mAP are zero-shot
+            from app.preannotate import heldout_metrics
+
+            metrics = heldout_metrics(database, settings, detector, project, None)
+            with database.session() as session:
+                boxes = sum(len(i.boxes) for i in store.list_images(session, project) if i.split == "train")
+            return {"prompt_id": None, "map": metrics["map"], "map50": metrics["map50"], "confirmed_boxes": boxes,
+                    "tune_s": 0.0}
         with database.session() as session:
             start = store.latest_prompt(session, project) if warm else None
             job = store.enqueue_job(session, project, DEFAULT_METHOD, steps, model,
@@ -119,7 +127,7 @@ def run_loop(model: str, detector, mode: str, steps: int, rounds: int, threshold
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| suggestions | round | confirmed boxes tuned on | held-out mAP | mAP@.5 | images reviewed | suggested | "
+    lines = ["| suggestions | round | confirmed boxes (tuned on) | held-out mAP | mAP@.5 | images reviewed | suggested | "
              "accepted unchanged | rejected | drawn | drawn : only clicked |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
