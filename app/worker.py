@@ -199,7 +199,7 @@ class Worker:
                 job = store.get_job(session, job_id)
                 prompt_id = store.add_prompt(session, job, relative, read_prompt_config(directory), final_loss).id
                 store.record_progress(session, job_id, steps, final_loss, 0.0, "scoring the prompt on held-out images")
-            heldout = self._score_heldout(project_id, prompt_id, result.prompt, dataset.num_boxes())
+            heldout = self._score_heldout(detector, project_id, prompt_id, result.prompt, dataset.num_boxes())
             with self.database.session() as session:
                 store.finish_job(session, job_id, "done",
                                  f"done in {result.seconds:.0f} s; final loss {final_loss:.3f}; prompt saved{heldout}")
@@ -210,13 +210,13 @@ class Worker:
         finally:
             beat_stop.set()
 
-    def _score_heldout(self, project_id: int, prompt_id: int, prompt, confirmed_boxes: int) -> str:
+    def _score_heldout(self, detector, project_id: int, prompt_id: int, prompt, confirmed_boxes: int) -> str:
         """Record the new prompt's held-out mAP for the learning curve; a failure here never fails the tune."""
         from app.preannotate import heldout_metrics
         from app.suggestions import record_heldout
 
         try:
-            metrics = heldout_metrics(self.database, self.settings, self._detector_in_use, project_id, prompt)
+            metrics = heldout_metrics(self.database, self.settings, detector, project_id, prompt)
         except Exception:
             logger.exception("held-out evaluation of prompt %d failed", prompt_id)
             metrics, note = None, "; held-out evaluation failed (see the log)"
@@ -241,10 +241,6 @@ class Worker:
                                           compare_zero_shot=self.compare_zero_shot)
         with self.database.session() as session:
             store.finish_job(session, job_id, status, message)
-
-    @property
-    def _detector_in_use(self):
-        return next(iter(self._detectors.values()))
 
     def _orphaned(self) -> bool:
         return self.parent_pid is not None and os.getppid() != self.parent_pid

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import suggestions
+from app import store, suggestions
 from app.context import AppContext
 from app.example import create_example_project as make_example
 from app.ui.api import _call
@@ -28,7 +28,7 @@ def register(ctx: AppContext) -> None:
         def work(session):
             boxes = [{key: box[key] for key in ("id", "label", "xmin", "ymin", "xmax", "ymax", "score")}
                      for box in suggestions.suggestions_of(session, int(image_id))]
-            return {"boxes": boxes, "revision": suggestions.get_image(session, int(image_id)).revision}
+            return {"boxes": boxes, "revision": store.get_image(session, int(image_id)).revision}
         return _call(ctx, work)
 
     def review(image_id: int, accept: list, reject: list, revision: int = -1) -> dict:

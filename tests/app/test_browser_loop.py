@@ -6,7 +6,7 @@ import pytest
 from app import store, suggestions
 from app.settings import SHIPPED_MODEL
 from tests.app.conftest import make_settings
-from tests.app.test_browser import CHROMIUM, page, pytestmark, shot, wait_for_status  # noqa: F401 (fixtures)
+from tests.app.test_browser import page, pytestmark, shot, wait_for_status  # noqa: F401 (fixture, skip mark)
 
 STEPS = 4
 
