@@ -266,8 +266,8 @@ def enqueue_job(session: Session, project_id: int, method: str, steps: int, mode
         if start.project_id != project_id:
             raise StoreError(f"prompt {warm_from} belongs to another project; continue from one of this project's")
         if [n.casefold() for n in start.class_names] != [c.name_key for c in classes]:
-            raise StoreError(f"prompt {warm_from} was tuned for the classes {', '.join(start.class_names)}; the project "
-                             "now has other classes, so tune anew (untick 'continue from the latest prompt')")
+            raise StoreError(f"prompt {warm_from} was tuned for the classes {', '.join(start.class_names)}; the "
+                             "project now has other classes, so tune anew (untick 'continue from the latest prompt')")
         method = start.method  # a warm retune goes on with the prompt's own method
     job = TuningJob(project_id=project_id, method=method, steps=int(steps), model_id=model_id,
                     image_ids=[i.id for i in images], class_names=[c.name for c in classes], losses=[],

@@ -127,8 +127,8 @@ def run_loop(model: str, detector, mode: str, steps: int, rounds: int, threshold
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| suggestions | round | confirmed boxes (tuned on) | held-out mAP | mAP@.5 | images reviewed | suggested | "
-             "accepted unchanged | rejected | drawn | drawn : only clicked |",
+    lines = ["| suggestions | round | confirmed boxes (tuned on) | held-out mAP | mAP@.5 | images reviewed | "
+             "suggested | accepted unchanged | rejected | drawn | drawn : only clicked |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["round"] == "after":

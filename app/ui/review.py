@@ -57,7 +57,8 @@ def job_markdown(ctx: AppContext, job_id: int | None) -> str:
     try:
         with ctx.database.session() as session:
             job = store.get_job(session, job_id)
-            return f"**Pre-annotation job {job.id}** · **{job.status}** · {job.step}/{job.steps} images · {job.message}"
+            return (f"**Pre-annotation job {job.id}** · **{job.status}** · {job.step}/{job.steps} images · "
+                    f"{job.message}")
     except Exception as error:
         return from_error(error)
 
@@ -103,6 +104,10 @@ def editor_value(ctx: AppContext, image_id: int | None) -> tuple[dict | None, in
                 record.revision, info)
 
 
+def _left(suggested: int) -> str:
+    return f"{suggested} suggestions left" if suggested else "image reviewed; press R for the next"
+
+
 def _pending_ids(ctx: AppContext, image_id: int) -> list[int]:
     with ctx.database.session() as session:
         return [item["id"] for item in suggestions.suggestions_of(session, image_id)]
@@ -123,7 +128,7 @@ def act(ctx: AppContext, image_id: int | None, revision: int | None, action: str
         with ctx.database.session() as session:
             result = suggestions.review(session, image_id, accept, reject, revision)
         done = f"accepted {len(accept)}" if accept else f"rejected suggestion {reject[0]}"
-        left = f"{result['suggested']} suggestions left" if result["suggested"] else "image reviewed; press R for the next"
+        left = _left(result["suggested"])
         return ok(f"{done}; {result['confirmed']} confirmed boxes; {left}")
     except Exception as error:
         return from_error(error)
@@ -142,7 +147,7 @@ def accept_edited(ctx: AppContext, image_id: int | None, revision: int | None, v
     try:
         with ctx.database.session() as session:
             result = suggestions.save_review(session, image_id, revision, confirmed, kept)
-        left = f"{result['suggested']} suggestions left" if result["suggested"] else "image reviewed; press R for the next"
+        left = _left(result["suggested"])
         return ok(f"saved: {result['accepted']} suggestions accepted as edited, {result['rejected']} rejected, "
                   f"{result['confirmed']} confirmed boxes; {left}")
     except Exception as error:

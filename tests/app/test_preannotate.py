@@ -108,7 +108,8 @@ def test_a_tune_and_a_warm_retune_are_scored_on_the_held_out_images(database, se
     assert worker.run_once()
     with database.session() as session:
         prompt = store.latest_prompt(session, example)
-        assert store.get_job(session, first).status == "done" and "held-out mAP" in store.get_job(session, first).message
+        first_job = store.get_job(session, first)
+        assert first_job.status == "done" and "held-out mAP" in first_job.message
         start = prompt.id
         suggest = suggestions.enqueue_preannotate(session, example, -1, 0.05, "tiny-random",
                                                   detector.fingerprint()).id

@@ -191,3 +191,25 @@ def test_tuning_leaves_out_unlabelled_images_and_warm_start_checks_classes(datab
         suggestions.record_heldout(session, stale_id, 7, {"map": 0.25, "map50": 0.5, "images": 3})
         assert suggestions.learning_curve(session, project_id) == [
             {"prompt_id": stale_id, "confirmed_boxes": 7, "map": 0.25, "map50": 0.5}]
+
+
+def test_saving_the_review_editor_accepts_moved_rejects_deleted_and_keeps_the_rest(database, project):
+    _project_id, _labelled, a, _b = project
+    with database.session() as session:
+        suggestions.write_suggestions(session, a, [_found("cell", 10, 0.9), _found("debris", 40, 0.6),
+                                                   _found("cell", 70, 0.4)], "zero-shot", None, None)
+        revision = store.get_image(session, a).revision
+        moved, deleted, untouched = suggestions.suggestions_of(session, a)
+    drawn = {"label": "debris", "xmin": 1, "ymin": 50, "xmax": 20, "ymax": 70}  # a box the model missed
+    kept = {moved["id"]: {**moved, "xmin": 14, "xmax": 34}, untouched["id"]: dict(untouched)}
+    with database.session() as session:
+        result = suggestions.save_review(session, a, revision, [drawn], kept)
+    assert (result["accepted"], result["rejected"], result["suggested"], result["confirmed"]) == (1, 1, 1, 2)
+    with database.session() as session:
+        record = store.get_image(session, a)
+        assert sorted((b.label.name, b.x0, b.x1) for b in record.boxes) == [("cell", 14.0, 34.0), ("debris", 1.0, 20.0)]
+        assert [s["id"] for s in suggestions.suggestions_of(session, a)] == [untouched["id"]]
+        assert not record.reviewed
+    with pytest.raises(store.StoreError, match="changed in another tab"):  # the editor's revision is now stale
+        with database.session() as session:
+            suggestions.save_review(session, a, revision, [], {})
