@@ -243,6 +243,12 @@ def enqueue_preannotate(session: Session, project_id: int, prompt_id: int, thres
             raise StoreError(f"prompt {prompt.id} was tuned for the classes {', '.join(prompt.class_names)}, but the "
                              f"project has {', '.join(c.name for c in classes)}; tune again, or pre-annotate "
                              "zero-shot (0)")
+    busy = session.scalar(select(TuningJob.id).where(TuningJob.project_id == project_id,
+                                                     TuningJob.kind == "preannotate",
+                                                     TuningJob.status.in_(("queued", "running"))).limit(1))
+    if busy is not None:
+        raise StoreError(f"pre-annotation job {busy} of this project is still queued or running; wait for it or "
+                         "cancel it first")
     images = [i.id for i in session.scalars(select(ImageRecord).where(
         ImageRecord.project_id == project_id, ImageRecord.split == "train", ImageRecord.reviewed.is_(False))
         .order_by(ImageRecord.id)) if not i.boxes]

@@ -152,6 +152,10 @@ def test_preannotate_refuses_a_prompt_for_another_base_or_other_classes(database
         job = suggestions.enqueue_preannotate(session, project_id, 0, 0.3, "tiny", "f1")
         assert (job.kind, job.prompt_id, job.steps) == ("preannotate", None, 2)  # the labelled image is skipped
         assert store.list_jobs(session, project_id) == [job]
+        job_id = job.id
+    with pytest.raises(store.StoreError, match=f"pre-annotation job {job_id} of this project is still queued"):
+        with database.session() as session:
+            suggestions.enqueue_preannotate(session, project_id, 0, 0.3, "tiny", "f1")
 
 
 def test_export_holds_confirmed_boxes_and_flags_suggestions_only_when_asked(database, settings, project, tmp_path):
