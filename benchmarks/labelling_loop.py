@@ -132,7 +132,8 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["round"] == "after":
-            lines.append(f"| {r['mode']} | after the last round (warm retune) | {r['confirmed_boxes']} | "
+            closing = "no tuning" if r["mode"] == "zero-shot" else "warm retune"
+            lines.append(f"| {r['mode']} | after the last round ({closing}) | {r['confirmed_boxes']} | "
                          f"{r['heldout_map']:.3f} | {r['heldout_map50']:.3f} | | | | | | |")
             continue
         lines.append(f"| {r['mode']} | {r['round']} | {r['confirmed_boxes']} | {r['heldout_map']:.3f} | "
