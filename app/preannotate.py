@@ -18,13 +18,16 @@ NEAR_THRESHOLD = 0.15  # detections this far below the threshold still mark an i
 SAME_OBJECT_IOU = 0.5
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def _iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every box in `a` (n, 4) with every box in `b` (m, 4), pixel xyxy."""
+    if len(a) == 0 or len(b) == 0:
+        return torch.zeros(len(a), len(b))
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
 
 
 def score_suggestions(found, threshold: float, other=None) -> list[dict]:
@@ -33,22 +36,22 @@ def score_suggestions(found, threshold: float, other=None) -> list[dict]:
     - another class claims the same object (class confusion);
     - `other` (the zero-shot detections, when a prompt made `found`) has no box of that class there.
     """
-    boxes, classes, scores = found.boxes.tolist(), found.classes.tolist(), found.scores.tolist()
-    other_boxes = [] if other is None else list(zip(other.boxes.tolist(), other.classes.tolist(),
-                                                    other.scores.tolist()))
+    boxes, classes, scores = found.boxes.float(), found.classes, found.scores
+    band = scores >= threshold - NEAR_THRESHOLD
+    # rival[k, j]: detection j claims k's object with another class, scoring within the near band
+    rival = (_iou_matrix(boxes, boxes) >= SAME_OBJECT_IOU) & (classes[:, None] != classes[None, :]) & band[None, :]
+    ratio = scores[None, :] / scores[:, None].clamp(min=1e-9)
+    confusion_all = torch.where(rival, ratio, torch.zeros(())).amax(dim=1).clamp(max=1.0) if len(scores) else scores
+    if other is not None:
+        other_band = other.scores >= threshold - NEAR_THRESHOLD
+        agrees = ((_iou_matrix(boxes, other.boxes.float()) >= SAME_OBJECT_IOU)
+                  & (classes[:, None] == other.classes[None, :]) & other_band[None, :]).any(dim=1)
     kept = []
-    for k, (box, cls, score) in enumerate(zip(boxes, classes, scores)):
-        if score < threshold:
-            continue
+    for k in torch.nonzero(scores >= threshold).flatten().tolist():
+        box, cls, score = boxes[k].tolist(), int(classes[k]), float(scores[k])
         near = 1.0 - min(1.0, (score - threshold) / 0.25)
-        rivals = [scores[j] for j in range(len(boxes)) if j != k and classes[j] != cls
-                  and scores[j] >= threshold - NEAR_THRESHOLD and _iou(box, boxes[j]) >= SAME_OBJECT_IOU]
-        confusion = max((min(1.0, r / score) for r in rivals), default=0.0)
-        disagreement = 0.0
-        if other is not None:
-            agree = any(c == cls and s >= threshold - NEAR_THRESHOLD and _iou(box, b) >= SAME_OBJECT_IOU
-                        for b, c, s in other_boxes)
-            disagreement = 0.0 if agree else 0.7
+        confusion = float(confusion_all[k])
+        disagreement = 0.0 if other is None or bool(agrees[k]) else 0.7
         kept.append({"label": found.class_names[cls], "xmin": box[0], "ymin": box[1], "xmax": box[2],
                      "ymax": box[3], "score": score, "uncertainty": round(max(near, confusion, disagreement), 4)})
     return kept

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import unicodedata
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.models import Box, ImageRecord, PromptRecord, Suggestion, TuningJob
+from app.models import Box, ImageRecord, PromptRecord, Suggestion, TuningJob, utcnow
 from app.store import StoreError, get_image, get_project, list_classes
 
 MAX_SUGGESTIONS_PER_IMAGE = 100
@@ -29,15 +29,18 @@ def write_suggestions(session: Session, image_id: int, found: list[dict], source
         return False
     classes = {c.name_key: c for c in list_classes(session, record.project_id)}
     session.execute(delete(Suggestion).where(Suggestion.image_id == image_id))
+    rows = []
     for item in sorted(found, key=lambda f: -f["score"])[:MAX_SUGGESTIONS_PER_IMAGE]:
         label = classes.get(str(item["label"]).casefold())
         if label is None:
             continue  # its class was deleted while the job ran
-        session.add(Suggestion(image_id=image_id, class_id=label.id, class_name=label.name,
-                               x0=float(item["xmin"]), y0=float(item["ymin"]), x1=float(item["xmax"]),
-                               y1=float(item["ymax"]), score=float(item["score"]),
-                               uncertainty=float(item.get("uncertainty", 0.0)), source=source, prompt_id=prompt_id,
-                               job_id=job_id))
+        rows.append({"image_id": image_id, "class_id": label.id, "class_name": label.name,
+                     "x0": float(item["xmin"]), "y0": float(item["ymin"]), "x1": float(item["xmax"]),
+                     "y1": float(item["ymax"]), "score": float(item["score"]),
+                     "uncertainty": float(item.get("uncertainty", 0.0)), "source": source, "prompt_id": prompt_id,
+                     "job_id": job_id, "created_at": utcnow()})
+    if rows:  # one executemany: a bulk job writes thousands of rows
+        session.execute(insert(Suggestion), rows)
     record.revision += 1  # an editor open on the old suggestions must reload before it reviews
     session.flush()
     return True

@@ -2,7 +2,8 @@
 batched `detect()` on the same images; box-save p95 with 8 clients while bulk pre-annotation runs; and how long the
 next image of the review queue takes to show in a real browser (Chromium) after pressing R.
 
-    python -m benchmarks.loop_performance [--model DIR] [--repeats 2] [--save-seconds 30] [--next 10]
+    python -m benchmarks.loop_performance [--model DIR] [--repeats 2] [--save-seconds 30] [--next 10] \
+        [--parts bulk served]
 """
 from __future__ import annotations
 
@@ -181,11 +182,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--save-seconds", type=float, default=30.0)
     parser.add_argument("--next", type=int, default=10, help="review-queue presses to time")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", nargs="+", default=["bulk", "served"], choices=["bulk", "served"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
-    figures = {"bulk": bulk_against_detect(args.model, load_detector(args.model), args.repeats),
-               "served": served_figures(args.model, args.save_seconds, args.next)}
+    figures = {}
+    if "bulk" in args.parts:
+        figures["bulk"] = bulk_against_detect(args.model, load_detector(args.model), args.repeats)
+    if "served" in args.parts:
+        figures["served"] = served_figures(args.model, args.save_seconds, args.next)
     print(json.dumps(figures, indent=1))
     return figures
 
