@@ -81,9 +81,9 @@ class ImageRecord(Base):
     height: Mapped[int] = mapped_column(Integer)
     split: Mapped[str] = mapped_column(String(10), default="train")  # "train" or "heldout"
     revision: Mapped[int] = mapped_column(Integer, default=0)  # bumped on every box save (two-tab conflicts)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # a person has looked at this image (saved its boxes or finished reviewing its suggestions): jobs leave it alone
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     project: Mapped[Project] = relationship(back_populates="images")
     boxes: Mapped[list["Box"]] = relationship(back_populates="image", cascade="all, delete-orphan",
                                               order_by="Box.id")
@@ -135,11 +135,6 @@ class TuningJob(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(12), default="queued", index=True)
-    kind: Mapped[str] = mapped_column(String(12), default="tune", server_default="tune")  # one of JOB_KINDS
-    # tune: the prompt to continue from (warm retune); preannotate: the prompt to detect with (None = zero-shot).
-    # A plain id, not a foreign key: prompts already point at their job, and a cycle would need ALTER on SQLite.
-    prompt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # preannotate: lowest score kept
     method: Mapped[str] = mapped_column(String(20))
     steps: Mapped[int] = mapped_column(Integer)
     model_id: Mapped[str] = mapped_column(String(500))
@@ -156,6 +151,12 @@ class TuningJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # the labelling loop's columns come last, where revision 0003 adds them to existing tables
+    kind: Mapped[str] = mapped_column(String(12), default="tune", server_default="tune")  # one of JOB_KINDS
+    # tune: the prompt to continue from (warm retune); preannotate: the prompt to detect with (None = zero-shot).
+    # A plain id, not a foreign key: prompts already point at their job, and a cycle would need ALTER on SQLite.
+    prompt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # preannotate: lowest score kept
     project: Mapped[Project] = relationship(back_populates="jobs")
 
 
