@@ -1,10 +1,12 @@
-"""The labelling loop through gradio_client on the served app (worker process, tiny detector): the example project,
+"""The labelling loop through gradio_client on the served app (SQLite and PostgreSQL) (worker process, tiny detector): the example project,
 tune, pre-annotate all, the review queue to its end, a stale review refused, a warm retune, the learning curve."""
 import time
 
 import pytest
 
 from app.settings import DEFAULT_METHOD
+
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
 
 
 def _wait(client, job_id, timeout_s=240):
@@ -22,7 +24,9 @@ def test_the_loop_through_the_api(served_app):
 
     url, _context, _worker = served_app
     client = Client(url, verbose=False)
-    project = client.predict(api_name="/create_example_project")["id"]
+    created = client.predict(api_name="/create_example_project")
+    project = created["project_id"]
+    assert created == {"project_id": project, "id": project}  # <thing>_id, and issue 17's {id} for one release
     assert client.predict(project, api_name="/learning_curve") == {"points": []}
     with pytest.raises(Exception, match="no tuned prompt yet"):
         client.predict(project, -1, 0.3, api_name="/preannotate_all")
@@ -41,9 +45,13 @@ def test_the_loop_through_the_api(served_app):
     image = client.predict(project, api_name="/next_to_review")["image_id"]
     shown = client.predict(image, api_name="/suggestions")
     boxes = shown["boxes"]
-    assert boxes and set(boxes[0]) == {"id", "label", "xmin", "ymin", "xmax", "ymax", "score"}
+    assert boxes and set(boxes[0]) == {"suggestion_id", "id", "label", "xmin", "ymin", "xmax", "ymax", "score"}
+    assert all(box["suggestion_id"] == box["id"] for box in boxes)
+    with pytest.raises(Exception, match="accept must be a list of suggestion ids"):  # says what the call takes
+        client.predict(image, "all", [], shown["revision"], api_name="/review")
     result = client.predict(image, [boxes[0]["id"]], [boxes[1]["id"]], shown["revision"], api_name="/review")
-    assert result == {"confirmed": 1, "suggested": len(boxes) - 2, "revision": shown["revision"] + 1}
+    assert result == {"image_id": image, "confirmed": 1, "suggested": len(boxes) - 2,
+                      "revision": shown["revision"] + 1}
     with pytest.raises(Exception, match="changed in another tab"):  # a second tab still at the old revision
         client.predict(image, [], [boxes[2]["id"]], shown["revision"], api_name="/review")
     assert len(client.predict(image, api_name="/suggestions")["boxes"]) == len(boxes) - 2  # nothing lost

@@ -1,4 +1,4 @@
-"""The worker's loop jobs on the example project (real SQLite, real synthetic images, the tiny detector): the bulk
+"""The worker's loop jobs on the example project (real SQLite and PostgreSQL, real synthetic images, the tiny detector): the bulk
 pre-annotation job, a cancel halfway that leaves every image consistent, a rerun that keeps confirmed boxes, and a
 tune then a warm retune, each scored on the held-out images."""
 import pytest
@@ -10,6 +10,8 @@ from app.preannotate import run_preannotate, score_suggestions
 from app.settings import DEFAULT_METHOD
 from app.worker import Worker
 from sdpt.detector import Detections
+
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The labelling loop's store on real SQLite: the suggestion lifecycle, confirmed boxes never touched by jobs, the
+"""The labelling loop's store on real SQLite and PostgreSQL: the suggestion lifecycle, confirmed boxes never touched by jobs, the
 review queue's order and counts, refusals that write nothing, export flags and the learning curve."""
 import json
 import zipfile
@@ -10,6 +10,8 @@ from app import store, suggestions
 from app.exchange import export_project_zip, import_zip
 from app.image_files import store_upload
 from app.models import PromptRecord
+
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
 
 
 def _image(session, settings, tmp_path, project_id, name, colour, split="train"):
