@@ -132,3 +132,8 @@ def test_the_loop_on_the_example_project(loop_app, page):  # noqa: F811 (page is
     with context.database.session() as session:
         points = suggestions.learning_curve(session, project_id)
     assert len(points) == 2 and points[1]["confirmed_boxes"] > points[0]["confirmed_boxes"]
+
+    # the Evaluate tab says what a prompt is for: its project's class names, not others
+    page.get_by_role("tab", name="5 · Evaluate").click()
+    page.locator("#other-classes-note").get_by_text("tuned for this project's class names").wait_for()
+    assert "use the zero-shot model" in page.locator("#other-classes-note").inner_text()
