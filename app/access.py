@@ -75,8 +75,9 @@ def _project_of(session: Session, row) -> Project | None:
 
 
 def require(session: Session, user: User | None, need: str, **ids) -> Project:
-    """The project that `ids` (one of project_id, class_id, image_id, job_id, prompt_id, suggestion_id) belong to, when `user` may
-    `need` ("read", "write" or "own") it; AccessDenied otherwise. Several ids must all lie in the same project."""
+    """The project that `ids` (one of project_id, class_id, image_id, job_id, prompt_id, suggestion_id) belong to,
+    when `user` may `need` ("read", "write" or "own") it; AccessDenied otherwise. Several ids must all lie in the
+    same project."""
     if user is None:
         raise AccessDenied("sign in first: this app's projects are private to their owners")
     if need not in LEVELS:

@@ -47,6 +47,6 @@ def build(ctx: AppContext, project, timer) -> None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         data = frame(found)
         return data, data, data, found
-    project.change(signed_in(ctx, refresh), [project, gr.State(None)], [by_version, by_boxes, table, shown], api_visibility="private")
-    timer.tick(signed_in(ctx, refresh), [project, shown], [by_version, by_boxes, table, shown], api_visibility="private",
-               show_progress="hidden")
+    outputs = [by_version, by_boxes, table, shown]
+    project.change(signed_in(ctx, refresh), [project, gr.State(None)], outputs, api_visibility="private")
+    timer.tick(signed_in(ctx, refresh), [project, shown], outputs, api_visibility="private", show_progress="hidden")

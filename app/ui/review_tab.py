@@ -101,12 +101,14 @@ def build_review_tab(ctx: AppContext, project, status) -> None:
     def on_tick(ctx, project_id, job_id, shown_counts, shown_progress):
         text, jobs = review.counts_markdown(ctx, project_id), review.job_markdown(ctx, job_id)
         return (text if text != shown_counts else gr.skip(), jobs if jobs != shown_progress else gr.skip())
-    timer.tick(signed_in(ctx, on_tick), [project, job, counts, progress], [counts, progress], show_progress="hidden", **PRIVATE)
+    timer.tick(signed_in(ctx, on_tick), [project, job, counts, progress], [counts, progress], show_progress="hidden",
+               **PRIVATE)
 
     def on_next(ctx, project_id, current):
         found, message = review.next_image(ctx, project_id, current)
         return (message, found, *show(ctx, found), review.counts_markdown(ctx, project_id))
-    next_button.click(signed_in(ctx, on_next), [project, image], [status, image, editor, revision, info, counts], **PRIVATE)
+    next_button.click(signed_in(ctx, on_next), [project, image], [status, image, editor, revision, info, counts],
+                      **PRIVATE)
 
     def after(ctx, message, project_id, image_id):
         if message.startswith("**Problem:**"):  # keep what is on screen (e.g. edits refused as stale) unchanged

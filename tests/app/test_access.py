@@ -116,7 +116,8 @@ def test_two_users_and_a_viewer_through_the_api(team_app, tmp_path):
     assert carol.predict(unlabelled, api_name="/suggestions") == shown  # the loop: reads...
     assert carol.predict(project, api_name="/learning_curve") == curve
     assert carol.predict(project, api_name="/next_to_review") == queue
-    refused(carol, unlabelled, ids[:1], ids[1:], shown["revision"], api_name="/review", match=viewer_only)  # ...no writes
+    # ...but does not write
+    refused(carol, unlabelled, ids[:1], ids[1:], shown["revision"], api_name="/review", match=viewer_only)
     refused(carol, project, 0, 0.3, api_name="/preannotate_all", match=viewer_only)
     assert alice.predict(unlabelled, api_name="/suggestions") == shown  # nothing of the loop's changed
 

@@ -1,5 +1,6 @@
-"""The labelling loop through gradio_client on the served app (SQLite and PostgreSQL) (worker process, tiny detector): the example project,
-tune, pre-annotate all, the review queue to its end, a stale review refused, a warm retune, the learning curve."""
+"""The labelling loop through gradio_client on the served app (SQLite and PostgreSQL) (worker process, tiny detector):
+the example project, tune, pre-annotate all, the review queue to its end, a stale review refused, a warm retune, the
+learning curve."""
 import time
 
 import pytest

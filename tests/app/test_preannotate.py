@@ -1,6 +1,6 @@
-"""The worker's loop jobs on the example project (real SQLite and PostgreSQL, real synthetic images, the tiny detector): the bulk
-pre-annotation job, a cancel halfway that leaves every image consistent, a rerun that keeps confirmed boxes, and a
-tune then a warm retune, each scored on the held-out images."""
+"""The worker's loop jobs on the example project (real SQLite and PostgreSQL, real synthetic images, the tiny
+detector): the bulk pre-annotation job, a cancel halfway that leaves every image consistent, a rerun that keeps
+confirmed boxes, and a tune then a warm retune, each scored on the held-out images."""
 import pytest
 
 from app import store, suggestions

@@ -1,5 +1,5 @@
-"""The labelling loop's store on real SQLite and PostgreSQL: the suggestion lifecycle, confirmed boxes never touched by jobs, the
-review queue's order and counts, refusals that write nothing, export flags and the learning curve."""
+"""The labelling loop's store on real SQLite and PostgreSQL: the suggestion lifecycle, confirmed boxes never touched by
+jobs, the review queue's order and counts, refusals that write nothing, export flags and the learning curve."""
 import json
 import zipfile
 
