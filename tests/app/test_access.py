@@ -240,3 +240,30 @@ def test_ui_handlers_refuse_another_users_project(team_app, tmp_path):
         assert store.get_project(session, project).name == "Shared nothing"
         assert len(store.get_image(session, image).boxes) == 1
         assert len(store.list_jobs(session, project)) == 1
+
+
+def test_suggestion_ids_are_checked_through_their_image(database, settings, tmp_path):
+    """Suggestions have no project_id: `require(..., suggestion_id=...)` finds the project through the image, so a
+    suggestion is as private as its image, and cannot be paired with another project's ids."""
+    from app import suggestions
+    from app.image_files import store_upload
+
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (60, 40), (1, 2, 3)).save(picture)
+    with database.session() as session:
+        mine = store.create_project(session, "Alice's", owner="alice").id
+        store.add_class(session, mine, "cell")
+        image = store.add_image(session, mine, store_upload(picture, settings.images_dir, 2**20), "train")[0].id
+        assert suggestions.write_suggestions(session, image, [{"label": "cell", "xmin": 1, "ymin": 1, "xmax": 20,
+                                                               "ymax": 20, "score": 0.5}], "zero-shot", None, None)
+        (suggestion,) = suggestions.list_suggestions(session, image)
+        other = store.create_project(session, "Bob's", owner="bob").id
+    alice, bob = access.User("alice"), access.User("bob")
+    with database.session() as session:
+        assert access.require(session, alice, "write", suggestion_id=suggestion.id, image_id=image).id == mine
+        with pytest.raises(access.AccessDenied, match=f"suggestion {suggestion.id} does not exist or is not shared"):
+            access.require(session, bob, "read", suggestion_id=suggestion.id)
+        with pytest.raises(access.AccessDenied, match="does not exist or is not shared"):
+            access.require(session, bob, "write", project_id=other, suggestion_id=suggestion.id)
+        with pytest.raises(access.AccessDenied, match="does not exist or is not shared"):
+            access.require(session, alice, "read", suggestion_id=suggestion.id + 1000)
