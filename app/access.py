@@ -15,7 +15,8 @@ A new endpoint applies it with one call:
   and begin the handler with `access.check(ctx, "read", image_id=...)` (own session) or `access.require(session,
   ctx.signed_in_user(), ...)` inside its session. New projects: `store.create_project(..., owner=user.name)`;
   lists of projects: `visible_projects`.
-- A new table whose rows belong to a project: add its id keyword and model (with a project_id column) to KINDS.
+- A new table whose rows belong to a project: add its id keyword and model to KINDS; the model needs a
+  project_id column, or an image_id column (as suggestions have) whose image gives the project.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.models import ClassLabel, ImageRecord, Project, ProjectShare, PromptRecord, TuningJob
+from app.models import ClassLabel, ImageRecord, Project, ProjectShare, PromptRecord, Suggestion, TuningJob
 from app.store import StoreError
 
 LEVELS = {"read": 0, "write": 1, "own": 2}
 ROLE_LEVEL = {"viewer": 0, "editor": 1, "owner": 2}
 # what each id names, and the row that carries its project_id
 KINDS = {"project_id": ("project", Project), "class_id": ("class", ClassLabel), "image_id": ("image", ImageRecord),
-         "job_id": ("job", TuningJob), "prompt_id": ("prompt", PromptRecord)}
+         "job_id": ("job", TuningJob), "prompt_id": ("prompt", PromptRecord),
+         "suggestion_id": ("suggestion", Suggestion)}
 
 
 class AccessDenied(StoreError):
@@ -62,9 +64,20 @@ def role_of(project: Project, user: User) -> str | None:
     return next((share.role for share in project.shares if share.user_name == user.name), None)
 
 
+def _project_of(session: Session, row) -> Project | None:
+    """The project a row lies in: through its project_id, or through its image (suggestions)."""
+    if row is None:
+        return None
+    if hasattr(row, "project_id"):
+        return session.get(Project, row.project_id)
+    image = session.get(ImageRecord, row.image_id)
+    return None if image is None else session.get(Project, image.project_id)
+
+
 def require(session: Session, user: User | None, need: str, **ids) -> Project:
-    """The project that `ids` (one of project_id, class_id, image_id, job_id, prompt_id) belong to, when `user` may
-    `need` ("read", "write" or "own") it; AccessDenied otherwise. Several ids must all lie in the same project."""
+    """The project that `ids` (one of project_id, class_id, image_id, job_id, prompt_id, suggestion_id) belong to,
+    when `user` may `need` ("read", "write" or "own") it; AccessDenied otherwise. Several ids must all lie in the
+    same project."""
     if user is None:
         raise AccessDenied("sign in first: this app's projects are private to their owners")
     if need not in LEVELS:
@@ -76,7 +89,7 @@ def require(session: Session, user: User | None, need: str, **ids) -> Project:
         what, model = KINDS[key]
         number = _as_id(value, key)
         row = session.get(model, number)
-        owner = row if model is Project else (session.get(Project, row.project_id) if row is not None else None)
+        owner = row if model is Project else _project_of(session, row)
         if owner is None or role_of(owner, user) is None or (project is not None and owner.id != project.id):
             raise AccessDenied(f"{what} {number} does not exist or is not shared with you; reload the page")
         project = owner

@@ -106,8 +106,15 @@ def _new_zip(target: Path) -> Iterator[zipfile.ZipFile]:
 
 # ---- projects as COCO ----------------------------------------------------------------------------------------
 
-def export_project_zip(database: Database, settings: Settings, project_id: int, out_dir: Path) -> Path:
-    """Write project-<id>.zip: annotations.json (COCO plus 'split' and 'color') and the images under images/."""
+def export_project_zip(database: Database, settings: Settings, project_id: int, out_dir: Path,
+                       include_suggestions: bool = False) -> Path:
+    """Write project-<id>.zip: annotations.json (COCO plus 'split' and 'color') and the images under images/.
+
+    Only confirmed boxes by default; `include_suggestions` adds the model's pending suggestions, each flagged
+    `"suggested": true` with its `score` (the import here skips flagged ones).
+    """
+    from app.suggestions import list_suggestions
+
     images, annotations, files = [], [], []
     with _refusing(), database.session() as session:
         store.get_project(session, project_id)
@@ -125,6 +132,14 @@ def export_project_zip(database: Database, settings: Settings, project_id: int, 
                 annotations.append({"id": len(annotations) + 1, "image_id": record.id,
                                     "category_id": category_of[box.class_id], "bbox": [box.x0, box.y0, w, h],
                                     "area": w * h, "iscrowd": 0})
+            for suggestion in list_suggestions(session, record.id) if include_suggestions else []:
+                if suggestion.class_id not in category_of:
+                    continue  # its class was deleted
+                w, h = suggestion.x1 - suggestion.x0, suggestion.y1 - suggestion.y0
+                annotations.append({"id": len(annotations) + 1, "image_id": record.id,
+                                    "category_id": category_of[suggestion.class_id],
+                                    "bbox": [suggestion.x0, suggestion.y0, w, h], "area": w * h, "iscrowd": 0,
+                                    "suggested": True, "score": round(suggestion.score, 4)})
     coco = {"images": images, "annotations": annotations, "categories": categories}
     target = Path(out_dir) / f"project-{project_id}.zip"
     with _new_zip(target) as archive:
@@ -240,6 +255,8 @@ def import_coco(database: Database, settings: Settings, project_id: int, annotat
         except ImageRejected as error:
             raise ExchangeError(f"{where}: image {image_id}: {error}") from error
     for number, annotation in enumerate(annotations, start=1):
+        if annotation.get("suggested") is True:
+            continue  # a model's suggestion exported with the flag, not a confirmed box: never imported as one
         image = stored[annotation["image_id"]]  # real size: EXIF rotation may differ from the JSON's width/height
         name = f"{where}: annotation {annotation.get('id', number)} ('{image.original_name}')"
         try:

@@ -1,10 +1,11 @@
-"""SQLAlchemy tables: projects (with their owner and shares), their classes, images and boxes, tuning jobs and the
-prompts they produce. Alembic (app/migrations) owns the schema: a change here needs a new revision there."""
+"""SQLAlchemy tables: projects (with their owner and shares), their classes, images, confirmed boxes and model
+suggestions, jobs (tuning and pre-annotation) and the prompts they produce. Alembic (app/migrations) owns the schema:
+a change here needs a new revision there."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -30,6 +31,7 @@ class Project(Base):
     owner: Mapped[str] = mapped_column(String(200), index=True, default=DEFAULT_OWNER)
     shares: Mapped[list["ProjectShare"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                         order_by="ProjectShare.user_name")
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)  # markdown shown under the project picker
     classes: Mapped[list["ClassLabel"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                        order_by="ClassLabel.position")
     images: Mapped[list["ImageRecord"]] = relationship(back_populates="project", cascade="all, delete-orphan",
@@ -80,12 +82,16 @@ class ImageRecord(Base):
     split: Mapped[str] = mapped_column(String(10), default="train")  # "train" or "heldout"
     revision: Mapped[int] = mapped_column(Integer, default=0)  # bumped on every box save (two-tab conflicts)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # a person has looked at this image (saved its boxes or finished reviewing its suggestions): jobs leave it alone
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     project: Mapped[Project] = relationship(back_populates="images")
     boxes: Mapped[list["Box"]] = relationship(back_populates="image", cascade="all, delete-orphan",
                                               order_by="Box.id")
 
 
 class Box(Base):
+    """A confirmed box: drawn or accepted by a person. Only these train, evaluate and export (by default)."""
+
     __tablename__ = "boxes"
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
@@ -98,7 +104,30 @@ class Box(Base):
     label: Mapped[ClassLabel] = relationship()
 
 
+class Suggestion(Base):
+    """A box the model proposed and nobody has accepted or rejected yet; kept apart from confirmed boxes."""
+
+    __tablename__ = "suggestions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    # SET NULL, not CASCADE: accepting a suggestion whose class was deleted can then say so by name
+    class_id: Mapped[int | None] = mapped_column(ForeignKey("classes.id", ondelete="SET NULL"), nullable=True)
+    class_name: Mapped[str] = mapped_column(String(200))
+    x0: Mapped[float] = mapped_column(Float)
+    y0: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    uncertainty: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1: how much a person's look helps here
+    source: Mapped[str] = mapped_column(String(12))  # "zero-shot" or "prompt"
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"), nullable=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("tuning_jobs.id", ondelete="SET NULL"), nullable=True,
+                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+JOB_KINDS = ("tune", "preannotate")
 
 
 class TuningJob(Base):
@@ -122,6 +151,12 @@ class TuningJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # the labelling loop's columns come last, where revision 0003 adds them to existing tables
+    kind: Mapped[str] = mapped_column(String(12), default="tune", server_default="tune")  # one of JOB_KINDS
+    # tune: the prompt to continue from (warm retune); preannotate: the prompt to detect with (None = zero-shot).
+    # A plain id, not a foreign key: prompts already point at their job, and a cycle would need ALTER on SQLite.
+    prompt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # preannotate: lowest score kept
     project: Mapped[Project] = relationship(back_populates="jobs")
 
 
@@ -140,4 +175,9 @@ class PromptRecord(Base):
     trainable_parameters: Mapped[int] = mapped_column(Integer)
     final_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # the learning curve: confirmed boxes it was tuned on and its held-out COCO mAP (None: no held-out boxes)
+    confirmed_boxes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    heldout_map: Mapped[float | None] = mapped_column(Float, nullable=True)
+    heldout_map50: Mapped[float | None] = mapped_column(Float, nullable=True)
+    heldout_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
     project: Mapped[Project] = relationship(back_populates="prompts")

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from app.auth import collect_users, on_space
 from app.models import DEFAULT_OWNER
+from sdpt.methods import DEFAULT_METHOD  # re-exported: the library names the default method, the app follows it
 
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "sdpt-small"
 MAX_UPLOAD_MB = 20  # per file; larger uploads are refused before they are read
+DEFAULT_STEPS = 200
 
 
 def default_data_dir() -> Path:

@@ -194,7 +194,7 @@ def delete_image(session: Session, image_id: int) -> str:
 
 
 def save_boxes(session: Session, image_id: int, boxes: list[dict], expected_revision: int | None = None,
-               tolerance: float = 2.0) -> ImageRecord:
+               tolerance: float = 2.0, mark_reviewed: bool = True) -> ImageRecord:
     """Replace an image's boxes with `boxes` ({label, xmin, ymin, xmax, ymax} in pixels).
 
     `expected_revision` is the revision the editor loaded; when another tab saved since, nothing is written and the
@@ -232,6 +232,8 @@ def save_boxes(session: Session, image_id: int, boxes: list[dict], expected_revi
     session.flush()
     record.boxes.extend(rows)
     record.revision += 1
+    if mark_reviewed:  # a person saved what the image shows: pre-annotation jobs leave it alone from now on
+        record.reviewed = True
     session.flush()
     return record
 
@@ -243,8 +245,12 @@ def boxes_of(record: ImageRecord) -> list[dict]:
 # ---- tuning jobs and prompts ------------------------------------------------------------------------------
 
 def enqueue_job(session: Session, project_id: int, method: str, steps: int, model_id: str,
-                image_ids: list[int] | None = None) -> TuningJob:
-    """Queue a tuning job on the project's training images (or the given ones); refuses what cannot train."""
+                image_ids: list[int] | None = None, warm_from: int | None = None) -> TuningJob:
+    """Queue a tuning job on the project's labelled training images (or the given ones); refuses what cannot train.
+
+    Training images nobody has labelled or reviewed are left out (they are unlabelled, not empty). `warm_from` is a
+    prompt id to continue from (warm retune) instead of starting anew.
+    """
     from sdpt.methods import METHODS
 
     if method not in METHODS:
@@ -254,15 +260,23 @@ def enqueue_job(session: Session, project_id: int, method: str, steps: int, mode
     classes = list_classes(session, project_id)
     if not classes:
         raise StoreError("this project has no classes; add the classes you want to detect first")
-    images = [i for i in list_images(session, project_id) if i.split == "train"]
+    images = [i for i in list_images(session, project_id) if i.split == "train" and (i.boxes or i.reviewed)]
     if image_ids is not None:
         wanted = set(image_ids)
         images = [i for i in list_images(session, project_id) if i.id in wanted]
     if not any(i.boxes for i in images):
         raise StoreError("no training image has a box; draw boxes on some training images before tuning")
+    if warm_from is not None:
+        start = _get(session, PromptRecord, warm_from, "prompt")
+        if start.project_id != project_id:
+            raise StoreError(f"prompt {warm_from} belongs to another project; continue from one of this project's")
+        if [n.casefold() for n in start.class_names] != [c.name_key for c in classes]:
+            raise StoreError(f"prompt {warm_from} was tuned for the classes {', '.join(start.class_names)}; the "
+                             "project now has other classes, so tune anew (untick 'continue from the latest prompt')")
+        method = start.method  # a warm retune goes on with the prompt's own method
     job = TuningJob(project_id=project_id, method=method, steps=int(steps), model_id=model_id,
                     image_ids=[i.id for i in images], class_names=[c.name for c in classes], losses=[],
-                    message="queued")
+                    message="queued", kind="tune", prompt_id=warm_from)
     session.add(job)
     session.flush()
     return job
@@ -349,7 +363,8 @@ def retry_job(session: Session, job_id: int) -> TuningJob:
         raise StoreError(f"job {job_id} is {old.status}; only interrupted, failed or cancelled jobs can be run again")
     job = TuningJob(project_id=old.project_id, method=old.method, steps=old.steps, model_id=old.model_id,
                     image_ids=list(old.image_ids), class_names=list(old.class_names), losses=[],
-                    message=f"queued again (from job {old.id})")
+                    message=f"queued again (from job {old.id})", kind=old.kind, prompt_id=old.prompt_id,
+                    threshold=old.threshold)
     session.add(job)
     session.flush()
     return job

@@ -1,4 +1,5 @@
-"""Background tuning: a worker claims queued jobs from the database, tunes, records progress and saves the prompt.
+"""Background jobs: a worker claims queued jobs from the database; it tunes (from scratch or warm from a prompt),
+records progress, saves the prompt and scores it on the held-out images, or pre-annotates every unreviewed image.
 
 Runs as the app's child process (`WorkerProcess`), as timed chunks inside ZeroGPU calls (`run_chunk`), or on its
 own (`python -m app.worker --database-url URL --data-dir DIR`), so several machines can serve one queue; the database is the only link between the UI and the workers.
@@ -50,8 +51,11 @@ class Worker:
 
     def __init__(self, database: Database, settings: Settings, detector_loader=None, worker_id: str | None = None,
                  poll_s: float = 1.0, stale_after_s: float = STALE_AFTER_S, stop_event=None, ready_event=None,
-                 parent_pid: int | None = None):
+                 parent_pid: int | None = None, compare_zero_shot: bool = False):
         self.database = database
+        # pre-annotating with a prompt, also run zero-shot to flag disagreements for the review queue; off by default
+        # because it costs a second pass over the prompt-dependent layers (BENCHMARKS.md: the loop's figures)
+        self.compare_zero_shot = compare_zero_shot
         self.stale_after_s = stale_after_s
         self.settings = settings
         self.poll_s = poll_s
@@ -126,7 +130,8 @@ class Worker:
     def _run(self, job_id: int, max_seconds: float | None = None) -> None:
         from sdpt.config import TrainConfig
         from sdpt.methods import build_method
-        from sdpt.prompt_io import STATE_META, load_tune_state, read_prompt_config, save_prompt, save_tune_state
+        from sdpt.prompt_io import (STATE_META, load_prompt, load_tune_state, read_prompt_config, save_prompt,
+                                    save_tune_state)
         from sdpt.train import tune
 
         beat_stop = threading.Event()
@@ -136,10 +141,23 @@ class Worker:
         try:
             with self.database.session() as session:
                 job = store.get_job(session, job_id)
+                kind, model_id = job.kind, job.model_id
+            if kind == "preannotate":
+                self._preannotate(job_id, model_id, cancel)
+                return
+            with self.database.session() as session:
+                job = store.get_job(session, job_id)
                 dataset = training_set(session, job, self.settings.images_dir)
                 method, steps, model_id, project_id = job.method, job.steps, job.model_id, job.project_id
+                warm_dir = None
+                if job.prompt_id is not None:
+                    start = session.get(store.PromptRecord, job.prompt_id)
+                    if start is None:
+                        raise store.StoreError(f"prompt {job.prompt_id} to continue from was deleted")
+                    warm_dir = self.settings.prompts_dir / start.relative_dir
             detector = self._detector(model_id)
-            prompt = build_method(method, detector)
+            # a warm retune starts from the saved prompt's weights, with a fresh optimizer and schedule
+            prompt = load_prompt(warm_dir, detector)[0] if warm_dir is not None else build_method(method, detector)
             config = TrainConfig(steps=steps)
             last = [0.0]
 
@@ -179,15 +197,50 @@ class Worker:
             final_loss = result.history[-1].loss if result.history else None
             with self.database.session() as session:
                 job = store.get_job(session, job_id)
-                store.add_prompt(session, job, relative, read_prompt_config(directory), final_loss)
+                prompt_id = store.add_prompt(session, job, relative, read_prompt_config(directory), final_loss).id
+                store.record_progress(session, job_id, steps, final_loss, 0.0, "scoring the prompt on held-out images")
+            heldout = self._score_heldout(detector, project_id, prompt_id, result.prompt, dataset.num_boxes())
+            with self.database.session() as session:
                 store.finish_job(session, job_id, "done",
-                                 f"done in {result.seconds:.0f} s; final loss {final_loss:.3f}; prompt saved")
+                                 f"done in {result.seconds:.0f} s; final loss {final_loss:.3f}; prompt saved{heldout}")
         except Exception as error:  # a failed job must never take the worker down
             logger.exception("job %d failed", job_id)
             with self.database.session() as session:
                 store.finish_job(session, job_id, "failed", f"failed: {error}")
         finally:
             beat_stop.set()
+
+    def _score_heldout(self, detector, project_id: int, prompt_id: int, prompt, confirmed_boxes: int) -> str:
+        """Record the new prompt's held-out mAP for the learning curve; a failure here never fails the tune."""
+        from app.preannotate import heldout_metrics
+        from app.suggestions import record_heldout
+
+        try:
+            metrics = heldout_metrics(self.database, self.settings, detector, project_id, prompt)
+        except Exception:
+            logger.exception("held-out evaluation of prompt %d failed", prompt_id)
+            metrics, note = None, "; held-out evaluation failed (see the log)"
+        else:
+            note = "" if metrics is None else f"; held-out mAP {metrics['map']:.3f} (mAP@.5 {metrics['map50']:.3f})"
+        with self.database.session() as session:
+            record_heldout(session, prompt_id, confirmed_boxes, metrics)
+        return note
+
+    def _preannotate(self, job_id: int, model_id: str, cancel: threading.Event) -> None:
+        from app.preannotate import run_preannotate
+
+        detector = self._detector(model_id)
+
+        def progress(done: int, total: int, message: str) -> bool:
+            with self.database.session() as session:
+                if store.record_progress(session, job_id, done, None, None, message):
+                    cancel.set()
+            return cancel.is_set()
+
+        status, message = run_preannotate(self.database, self.settings, detector, job_id, progress,
+                                          compare_zero_shot=self.compare_zero_shot)
+        with self.database.session() as session:
+            store.finish_job(session, job_id, status, message)
 
     def _orphaned(self) -> bool:
         return self.parent_pid is not None and os.getppid() != self.parent_pid

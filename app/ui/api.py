@@ -16,6 +16,7 @@ from app.image_files import ImageRejected, store_upload
 from app.ui import payloads
 
 logger = logging.getLogger(__name__)
+from app.settings import DEFAULT_METHOD, DEFAULT_STEPS
 
 
 def _call(ctx: AppContext, request: gr.Request, endpoint: str, work):
@@ -107,12 +108,18 @@ def register(ctx: AppContext) -> None:
             return {"boxes": len(record.boxes), "revision": record.revision}
         return _call(ctx, request, "/save_boxes", work)
 
-    def tune(request: gr.Request, project_id: int, method: str = "sdpt", steps: int = 200) -> dict:
+    def tune(request: gr.Request, project_id: int, method: str = DEFAULT_METHOD, steps: int = DEFAULT_STEPS,
+             continue_from_latest: bool = False) -> dict:
+        """Queue a tuning job; continue_from_latest warm-starts from the project's latest prompt for this model."""
         def work(session, user):
             number = payloads.whole(project_id, "/tune", "project_id")
             access.require(session, user, "write", project_id=number)
+            warm = store.latest_prompt(session, number, ctx.models.fingerprint()) if continue_from_latest else None
+            if continue_from_latest and warm is None:
+                raise store.StoreError("this project has no prompt for this model to continue from; tune anew")
             job = store.enqueue_job(session, number, payloads.text(method, "/tune", "method"),
-                                    payloads.whole(steps, "/tune", "steps"), ctx.models.model_id)
+                                    payloads.whole(steps, "/tune", "steps"), ctx.models.model_id,
+                                    warm_from=warm.id if warm else None)
             return {"job_id": job.id}
         return _call(ctx, request, "/tune", work)
 
@@ -122,7 +129,7 @@ def register(ctx: AppContext) -> None:
             access.require(session, user, "read", job_id=number)
             job = store.get_job(session, number)
             return {"status": job.status, "step": job.step, "steps": job.steps, "loss": job.loss,
-                    "message": job.message}
+                    "message": job.message, "kind": job.kind}
         return _call(ctx, request, "/job_status", work)
 
     def cancel_job(request: gr.Request, job_id: int) -> dict:

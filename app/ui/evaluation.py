@@ -10,6 +10,12 @@ from app.ui.compare import prompt_dir
 from sdpt.data import FewShotSet, Sample, to_coco
 from sdpt.evaluate import coco_map, detections_to_coco
 
+# Shown above the Evaluate button: a tuned prompt is specialised to the class names it was tuned with.
+OTHER_CLASSES_NOTE = ("**Note:** a prompt is tuned for this project's class names. With other class names it can "
+                      "find objects worse than the zero-shot model does (the few-shot benchmark's pre-training "
+                      "column in BENCHMARKS.md measures this), so for other classes use the zero-shot model, or tune "
+                      "with those class names too.")
+
 
 def heldout_set(ctx: AppContext, project_id: int) -> FewShotSet:
     with ctx.database.session() as session:

@@ -15,13 +15,16 @@ def _download_dir(ctx: AppContext) -> Path:
     return Path(tempfile.mkdtemp(dir=directory))
 
 
-def export_project(ctx: AppContext, project_id: int | None) -> tuple[str | None, str]:
+def export_project(ctx: AppContext, project_id: int | None, include_suggestions: bool = False
+                   ) -> tuple[str | None, str]:
     if project_id is None:
         return None, problem("choose a project to export")
     try:
         access.check(ctx, "read", project_id=project_id)
-        path = exchange.export_project_zip(ctx.database, ctx.settings, project_id, _download_dir(ctx))
-        return str(path), ok(f"exported the project as COCO JSON with its images: {path.name}")
+        path = exchange.export_project_zip(ctx.database, ctx.settings, project_id, _download_dir(ctx),
+                                           include_suggestions=bool(include_suggestions))
+        flagged = " and the model's suggestions (flagged \"suggested\": true)" if include_suggestions else ""
+        return str(path), ok(f"exported the project as COCO JSON with its images{flagged}: {path.name}")
     except Exception as error:
         return None, from_error(error)
 

@@ -1,4 +1,5 @@
-"""The app's one gr.Blocks: a project picker, three tabs (classes, labelling, tuning) and a status bar."""
+"""The app's one gr.Blocks: a project picker, the tabs (classes, labelling, review, tuning, compare, evaluate,
+exchange) and a status bar."""
 from __future__ import annotations
 
 import gradio as gr
@@ -7,13 +8,17 @@ from gradio_image_annotation import image_annotator
 
 from app.context import AppContext
 from app.ui.messages import from_error as from_error_text
-from app.ui import api, compare, evaluation, exchange_tab, labelling, projects, tuning
+from app.settings import DEFAULT_METHOD, DEFAULT_STEPS
+from app.ui import api, compare, evaluation, exchange_tab, labelling, learning_curve, loop_api, projects, review_tab, \
+    tuning
 from app.ui.signed_in import signed_in
 
 INTRO = """# Teach a detector your objects
 **New here?** 1) Create a project and list the classes you care about (tab 1). 2) Upload a handful of images and
 draw a box around every object of those classes (tab 2) - or press *Pre-annotate* and correct what the model finds.
 3) Press **Tune** (tab 3): a small prompt is trained in the background while you keep labelling.
+4) Let the model suggest boxes on all your images and review them (tab 2b), then tune again.
+No images of your own? Press **Try the example project** below.
 """
 
 LABEL_HELP = """Drag on the image to draw a box; click a box to select it. Keys on the image: **C** draw,
@@ -26,9 +31,11 @@ SHORTCUTS_JS = """
 document.addEventListener('keydown', (event) => {
   const tag = (event.target.tagName || '').toLowerCase();
   if (['input', 'textarea', 'select'].includes(tag) || event.ctrlKey || event.metaKey || event.altKey) return;
-  const target = {s: 'save-boxes', n: 'next-image', p: 'prev-image'}[event.key.toLowerCase()];
+  // Review keys avoid the annotator's own (C, D, E, Delete, Space); a key acts only on a button in the open tab.
+  const target = {s: 'save-boxes', n: 'next-image', p: 'prev-image', a: 'review-accept-all', y: 'review-accept-one',
+                  x: 'review-reject-one', v: 'review-accept-edited', r: 'review-next'}[event.key.toLowerCase()];
   const button = target && document.getElementById(target);
-  if (button) { event.preventDefault(); button.click(); }
+  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
 });
 </script>
 """
@@ -68,8 +75,10 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         first = projects.project_choices(ctx)
         project = gr.Dropdown(label="Project", choices=first, value=first[0][1] if first else None,
                               elem_id="project", interactive=True)
+        review_tab.build_description(ctx, project, demo)
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Project and classes", id="projects"):
+                review_tab.build_example_button(ctx, project, status)
                 with gr.Row():
                     new_project = gr.Textbox(label="New project", placeholder="e.g. blood cells", elem_id="new-project")
                     create_button = gr.Button("Create project", variant="primary", elem_id="create-project")
@@ -127,10 +136,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     pre_source = gr.Radio(["zero-shot", "latest prompt"], value="zero-shot", label="Pre-annotate with")
                     pre_threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
                     pre_button = gr.Button("Pre-annotate", elem_id="preannotate")
+            review_tab.build_review_tab(ctx, project, status)
             with gr.Tab("3 · Tune", id="tune"):
                 with gr.Row():
-                    method = gr.Dropdown(label="Method", choices=tuning.method_choices(), value="sdpt")
-                    steps = gr.Number(label="Steps", value=200, precision=0, minimum=1, maximum=100000, elem_id="steps")
+                    method = gr.Dropdown(label="Method", choices=tuning.method_choices(), value=DEFAULT_METHOD)
+                    steps = gr.Number(label="Steps", value=DEFAULT_STEPS, precision=0, minimum=1, maximum=100000,
+                                      elem_id="steps")
+                    warm = gr.Checkbox(label="Continue from the latest prompt (with all confirmed boxes)", value=False,
+                                       elem_id="warm-retune")
                     tune_button = gr.Button("Tune", variant="primary", elem_id="tune")
                 job_pick = gr.Dropdown(label="Job", choices=[], interactive=True, elem_id="job-pick")
                 progress = gr.Markdown(tuning.job_view(ctx, None)[0], elem_id="job-progress")
@@ -139,6 +152,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     cancel_button = gr.Button("Cancel job", elem_id="cancel-job")
                     retry_button = gr.Button("Run again", elem_id="retry-job")
                 timer = gr.Timer(1.0)
+                learning_curve.build(ctx, project, timer)
             with gr.Tab("4 · Compare and explain", id="compare") as compare_tab:
                 prompt_pick = gr.Dropdown(label="Prompt", choices=[], interactive=True, elem_id="prompt-pick")
                 with gr.Row():
@@ -165,6 +179,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("5 · Evaluate", id="evaluate") as evaluate_tab:
                 gr.Markdown("COCO mAP of both models on the project's **held-out** images (mark some labelled images "
                             "as held-out in tab 2). Click an image row to open it in the comparison view.")
+                gr.Markdown(evaluation.OTHER_CLASSES_NOTE, elem_id="other-classes-note")
                 evaluate_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate")
                 evaluation_summary = gr.Markdown("", elem_id="evaluation-summary")
                 per_class = gr.Dataframe(headers=["class", "AP zero-shot", "AP prompted", "change"],
@@ -175,6 +190,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("**Project as COCO** (annotations.json + images, zipped)")
+                        export_suggestions = gr.Checkbox(label="also export the model's unreviewed suggestions "
+                                                         "(flagged)", value=False, elem_id="export-suggestions")
                         export_button = gr.Button("Export project", elem_id="export-project")
                         export_file = gr.File(label="Download", interactive=False, elem_id="export-file")
                         import_file = gr.File(label="Import a COCO zip into this project", file_types=[".zip"],
@@ -189,6 +206,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                                                 elem_id="prompt-upload")
                         prompt_import_button = gr.Button("Load prompt", elem_id="import-prompt")
         api.register(ctx)
+        loop_api.register(ctx)
 
         # ---- wiring: project level ----
         def refresh_project(ctx, project_id, image_id=None):
@@ -326,11 +344,12 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             text, points = tuning.job_view(ctx, job_id)
             return text, _loss_frame(points)
 
-        def on_tune(ctx, project_id, method_name, step_count):
-            job_id, message = tuning.start_tuning(ctx, project_id, method_name, step_count)
+        def on_tune(ctx, project_id, method_name, step_count, warm_start):
+            job_id, message = tuning.start_tuning(ctx, project_id, method_name, step_count, warm_start)
             jobs = tuning.job_choices(ctx, project_id)
             return message, gr.Dropdown(choices=jobs, value=job_id or gr.skip()), *show_job(ctx, job_id)
-        tune_button.click(signed_in(ctx, on_tune), [project, method, steps], [status, job_pick, progress, loss_plot],
+        tune_button.click(signed_in(ctx, on_tune), [project, method, steps, warm],
+                          [status, job_pick, progress, loss_plot],
                           api_visibility="private")
 
         def on_retry(ctx, project_id, job_id):
@@ -381,7 +400,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             signed_in(ctx, compare.compare), compare_inputs, [zero_view, tuned_view, counts, status],
             api_visibility="private")
 
-        export_button.click(signed_in(ctx, exchange_tab.export_project), [project], [export_file, status],
+        export_button.click(signed_in(ctx, exchange_tab.export_project), [project, export_suggestions],
+                            [export_file, status],
                             api_visibility="private")
         import_button.click(signed_in(ctx, lambda ctx, p, f: (exchange_tab.import_project(ctx, p, f),
                                                               *refresh_project(ctx, p))),

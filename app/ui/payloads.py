@@ -17,9 +17,18 @@ SHAPES = {
     "/get_boxes": "(image_id: whole number)",
     "/save_boxes": f"(image_id: whole number, boxes: a list of boxes such as {BOX_EXAMPLE}, revision: whole "
                    "number from /get_boxes or -1 to skip the two-tab check)",
-    "/tune": '(project_id: whole number, method: e.g. "sdpt", steps: whole number 1-100000)',
+    "/tune": '(project_id: whole number, method: e.g. "sdpt", steps: whole number 1-100000, '
+             'continue_from_latest: true or false)',
     "/job_status": "(job_id: whole number)",
     "/cancel_job": "(job_id: whole number)",
+    "/create_example_project": "no arguments",
+    "/preannotate_all": "(project_id: whole number, prompt_id: whole number (-1 = latest, 0 = zero-shot), "
+                        "threshold: number 0-1)",
+    "/next_to_review": "(project_id: whole number)",
+    "/suggestions": "(image_id: whole number)",
+    "/review": "(image_id: whole number, accept: list of suggestion ids, reject: list of suggestion ids, "
+               "revision: whole number from /suggestions or -1)",
+    "/learning_curve": "(project_id: whole number)",
 }
 
 

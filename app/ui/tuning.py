@@ -1,37 +1,37 @@
 """Tune tab: queue a tuning job, follow its progress and loss, cancel it or run an interrupted one again."""
 from __future__ import annotations
 
-from app import access, store
+from app import access, method_cards, store
 from app.context import AppContext
+from app.settings import DEFAULT_METHOD
 from app.ui.messages import from_error, ok, problem
 
-METHOD_HELP = {
-    "sdpt": "SDPT (default): shared prototype tokens in the fusion attention, ~0.04% of the parameters",
-    "text": "text-only context tokens (CoOp)",
-    "visual": "visual tokens in the image stream (VPT)",
-    "dual": "independent text and visual prompts",
-    "upt": "one shared prompt mapped to both streams (UPT)",
-    "dpt": "text prompts + class-aware visual prompts (DPT)",
-    "full": "full fine-tuning (largest file, slowest)",
-}
-
-
 def method_choices() -> list[tuple[str, str]]:
+    """One line per method with the few-shot benchmark's figures (app/method_cards.py), the default first."""
     from sdpt.methods import METHODS
 
-    return [(METHOD_HELP.get(name, name), name) for name in METHODS]
+    return method_cards.method_choices(list(METHODS), DEFAULT_METHOD)
 
 
-def start_tuning(ctx: AppContext, project_id: int | None, method: str, steps: float | None) -> tuple[int | None, str]:
+def start_tuning(ctx: AppContext, project_id: int | None, method: str, steps: float | None,
+                 warm: bool = False) -> tuple[int | None, str]:
+    """Queue a tuning job; `warm` continues from the project's latest prompt (for this model) with all confirmed
+    boxes."""
     if project_id is None:
         return None, problem("create or choose a project first")
     try:
         with ctx.database.session() as session:
             access.require(session, ctx.signed_in_user(), "write", project_id=project_id)
-            job = store.enqueue_job(session, project_id, method or "sdpt", int(steps or 0), ctx.models.model_id)
+            start = store.latest_prompt(session, project_id, ctx.models.fingerprint()) if warm else None
+            if warm and start is None:
+                return None, problem("there is no prompt to continue from yet; untick 'continue from the latest "
+                                     "prompt' for the first tune")
+            job = store.enqueue_job(session, project_id, method or DEFAULT_METHOD, int(steps or 0),
+                                    ctx.models.model_id, warm_from=start.id if start else None)
             where = "" if ctx.settings.worker else " (waiting for a `python -m app.worker` process)"
+            how = f", continuing from prompt {start.id}" if start else ""
             return job.id, ok(f"queued tuning job {job.id}: {job.method}, {job.steps} steps on "
-                              f"{len(job.image_ids)} training images{where}; keep labelling while it runs")
+                              f"{len(job.image_ids)} training images{how}{where}; keep labelling while it runs")
     except Exception as error:
         return None, from_error(error)
 
@@ -41,8 +41,8 @@ def job_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, int]
         return []
     with ctx.database.session() as session:
         access.require(session, ctx.signed_in_user(), "read", project_id=project_id)
-        return [(f"job {j.id} · {j.method} · {j.steps} steps · queued {j.created_at:%Y-%m-%d %H:%M}", j.id)
-                for j in store.list_jobs(session, project_id)]
+        return [(f"job {j.id} · {j.method} · {j.steps} {'images' if j.kind == 'preannotate' else 'steps'} · "
+                 f"queued {j.created_at:%Y-%m-%d %H:%M}", j.id) for j in store.list_jobs(session, project_id)]
 
 
 def _eta(seconds: float | None) -> str:
@@ -61,7 +61,8 @@ def job_view(ctx: AppContext, job_id: int | None) -> tuple[str, list[list]]:
             access.require(session, ctx.signed_in_user(), "read", job_id=job_id)
             job = store.get_job(session, job_id)
             loss = "-" if job.loss is None else f"{job.loss:.4f}"
-            text = (f"**Job {job.id}** · {job.method} · **{job.status}** · step **{job.step}/{job.steps}** · "
+            unit = "image" if job.kind == "preannotate" else "step"
+            text = (f"**Job {job.id}** · {job.method} · **{job.status}** · {unit} **{job.step}/{job.steps}** · "
                     f"loss {loss} · ETA {_eta(job.eta_s if job.status == 'running' else None)}  \n{job.message}")
             return text, [list(point) for point in job.losses]
     except Exception as error:

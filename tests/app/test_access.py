@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from app import access, store
+from app.example import EXAMPLE_NAME
 from tests.app.conftest import TEAM
 
 BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (conftest.py)
@@ -59,6 +60,16 @@ def test_two_users_and_a_viewer_through_the_api(team_app, tmp_path):
     box = [{"label": "cell", "xmin": 20, "ymin": 10, "xmax": 50, "ymax": 40}]
     assert alice.predict(image, box, 0, api_name="/save_boxes") == {"boxes": 1, "revision": 1}
     job = alice.predict(project, "sdpt", 3, api_name="/tune")["job_id"]
+    # the labelling loop: an unlabelled image with zero-shot suggestions on it
+    second = tmp_path / "second.png"
+    Image.new("RGB", (120, 90), (20, 20, 90)).save(second)
+    unlabelled = alice.predict(project, handle_file(str(second)), "train", api_name="/add_image")["image_id"]
+    preannotated = alice.predict(project, 0, 0.05, api_name="/preannotate_all")["job_id"]
+    assert wait_finished(alice, preannotated)["status"] == "done"
+    shown = alice.predict(unlabelled, api_name="/suggestions")
+    ids = [b["suggestion_id"] for b in shown["boxes"]]
+    curve = alice.predict(project, api_name="/learning_curve")
+    queue = alice.predict(project, api_name="/next_to_review")
 
     # bob: nothing of alice's, by listing or by id; the answers are the same as for ids that do not exist
     assert bob.predict(api_name="/list_projects") == {"projects": []}
@@ -72,6 +83,21 @@ def test_two_users_and_a_viewer_through_the_api(team_app, tmp_path):
     refused(bob, project, handle_file(str(picture)), "train", api_name="/add_image")
     refused(bob, project, "bob", "editor", api_name="/share_project", match="does not exist or is not shared")
     refused(bob, image + 1000, api_name="/get_boxes")  # a guessed id that does not exist: the same answer
+    refused(bob, project, 0, 0.3, api_name="/preannotate_all")
+    refused(bob, project, api_name="/next_to_review")
+    refused(bob, unlabelled, api_name="/suggestions")
+    refused(bob, unlabelled, ids[:1], ids[1:], shown["revision"], api_name="/review")
+    refused(bob, project, api_name="/learning_curve")
+    refused(bob, preannotated, api_name="/job_status")
+    refused(bob, preannotated, api_name="/cancel_job")
+    example = bob.predict(api_name="/create_example_project")  # bob's own example project, owned by bob
+    assert bob.predict(api_name="/list_projects")["projects"] == [
+        {"project_id": example["project_id"], "name": EXAMPLE_NAME, "owner": "bob", "role": "owner"}]
+    assert example["project_id"] not in [p["project_id"] for p in alice.predict(api_name="/list_projects")["projects"]]
+    refused(alice, example["project_id"], api_name="/next_to_review")
+    if ids:  # alice's suggestion ids cannot be reviewed through bob's own images either
+        bob_image = bob.predict(example["project_id"], api_name="/next_to_review")["image_id"]
+        refused(bob, bob_image, ids, [], -1, api_name="/review", match="is not on")
     assert alice.predict(image, api_name="/get_boxes")["boxes"][0]["label"] == "cell"  # nothing changed
 
     # carol as a viewer: reads, but every write is refused with what to do
@@ -87,6 +113,13 @@ def test_two_users_and_a_viewer_through_the_api(team_app, tmp_path):
     refused(carol, job, api_name="/cancel_job", match=viewer_only)
     refused(carol, project, "dot", api_name="/add_class", match=viewer_only)
     refused(carol, project, "bob", "viewer", api_name="/share_project", match="only the owner \\(alice\\)")
+    assert carol.predict(unlabelled, api_name="/suggestions") == shown  # the loop: reads...
+    assert carol.predict(project, api_name="/learning_curve") == curve
+    assert carol.predict(project, api_name="/next_to_review") == queue
+    # ...but does not write
+    refused(carol, unlabelled, ids[:1], ids[1:], shown["revision"], api_name="/review", match=viewer_only)
+    refused(carol, project, 0, 0.3, api_name="/preannotate_all", match=viewer_only)
+    assert alice.predict(unlabelled, api_name="/suggestions") == shown  # nothing of the loop's changed
 
     # bob as an editor may write; taking the share away takes the access away again
     alice.predict(project, "bob", "editor", api_name="/share_project")
@@ -122,7 +155,8 @@ def test_ui_handlers_refuse_another_users_project(team_app, tmp_path):
     project, after alice tuned a prompt there."""
     from gradio_client import handle_file
 
-    from app.ui import compare, evaluation, exchange_tab, labelling, projects, tuning
+    from app.ui import compare, evaluation, exchange_tab, labelling, learning_curve, projects, review, review_tab, \
+        tuning
 
     url, context, _worker = team_app
     alice = client_for(url, "alice")
@@ -176,6 +210,24 @@ def test_ui_handlers_refuse_another_users_project(team_app, tmp_path):
     denied(compare.explain(as_bob, project, prompt, image, None, "cell")[2])
     with pytest.raises(access.AccessDenied):
         evaluation.evaluate_project(as_bob, project, prompt)
+    # the labelling loop's handlers: the Review tab, the description, the learning curve
+    denied(review.counts_markdown(as_bob, project))
+    denied(review.start_preannotate(as_bob, project, "zero-shot", 0.3)[1])
+    denied(review.job_markdown(as_bob, job))
+    denied(review.cancel(as_bob, job))
+    denied(review.next_image(as_bob, project, None)[1])
+    denied(review.editor_value(as_bob, image)[2])
+    denied(review.act(as_bob, image, -1, "all"))
+    denied(review.act(as_bob, image, -1, "reject"))
+    denied(review.accept_edited(as_bob, image, -1, {"boxes": []}))
+    with context.database.session() as session:  # a learning-curve point, as a tune with held-out images records
+        from app import suggestions
+
+        suggestions.record_heldout(session, prompt, 1, {"map": 0.25, "map50": 0.5, "images": 1})
+    assert learning_curve.points(as_bob, project) == [] and len(learning_curve.points(as_alice, project)) == 1
+    assert review_tab.description_markdown(as_bob, project) == ""
+    value, _revision, _info = review.editor_value(as_alice, image)  # the owner's editor: a hashed cache copy
+    assert value["image"] and str(context.settings.images_dir) not in value["image"]
     # bob's own project cannot borrow alice's prompt or image by id either
     with context.database.session() as session:
         own = store.create_project(session, "Bob's", owner="bob").id
@@ -188,3 +240,30 @@ def test_ui_handlers_refuse_another_users_project(team_app, tmp_path):
         assert store.get_project(session, project).name == "Shared nothing"
         assert len(store.get_image(session, image).boxes) == 1
         assert len(store.list_jobs(session, project)) == 1
+
+
+def test_suggestion_ids_are_checked_through_their_image(database, settings, tmp_path):
+    """Suggestions have no project_id: `require(..., suggestion_id=...)` finds the project through the image, so a
+    suggestion is as private as its image, and cannot be paired with another project's ids."""
+    from app import suggestions
+    from app.image_files import store_upload
+
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (60, 40), (1, 2, 3)).save(picture)
+    with database.session() as session:
+        mine = store.create_project(session, "Alice's", owner="alice").id
+        store.add_class(session, mine, "cell")
+        image = store.add_image(session, mine, store_upload(picture, settings.images_dir, 2**20), "train")[0].id
+        assert suggestions.write_suggestions(session, image, [{"label": "cell", "xmin": 1, "ymin": 1, "xmax": 20,
+                                                               "ymax": 20, "score": 0.5}], "zero-shot", None, None)
+        (suggestion,) = suggestions.list_suggestions(session, image)
+        other = store.create_project(session, "Bob's", owner="bob").id
+    alice, bob = access.User("alice"), access.User("bob")
+    with database.session() as session:
+        assert access.require(session, alice, "write", suggestion_id=suggestion.id, image_id=image).id == mine
+        with pytest.raises(access.AccessDenied, match=f"suggestion {suggestion.id} does not exist or is not shared"):
+            access.require(session, bob, "read", suggestion_id=suggestion.id)
+        with pytest.raises(access.AccessDenied, match="does not exist or is not shared"):
+            access.require(session, bob, "write", project_id=other, suggestion_id=suggestion.id)
+        with pytest.raises(access.AccessDenied, match="does not exist or is not shared"):
+            access.require(session, alice, "read", suggestion_id=suggestion.id + 1000)

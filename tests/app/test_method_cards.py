@@ -24,3 +24,15 @@ def test_missing_or_broken_card_gives_lines_without_figures(tmp_path):
 def test_choices_put_the_default_first():
     values = [value for _, value in method_choices(["text", "sdpt", "full"], "sdpt")]
     assert values == ["sdpt", "text", "full"]
+
+
+def test_the_tune_tab_offers_every_method_with_its_card_line_and_the_librarys_default():
+    from app import settings
+    from app.ui import tuning
+    from sdpt.methods import DEFAULT_METHOD, METHODS
+
+    assert settings.DEFAULT_METHOD == DEFAULT_METHOD  # the app follows the library, it does not name its own
+    choices = tuning.method_choices()
+    assert choices[0][1] == DEFAULT_METHOD and sorted(value for _, value in choices) == sorted(METHODS)
+    assert all(label == method_line(value, DEFAULT_METHOD) for label, value in choices)
+    assert choices[0][0].startswith(f"{DEFAULT_METHOD} (default)")

@@ -61,6 +61,7 @@ def test_upgrade_from_the_release_before_alembic_keeps_every_row(tmp_path):
             assert connection.execute(f"SELECT {listed} FROM {table} ORDER BY id").fetchall() == before[table], table
         owners = connection.execute("SELECT DISTINCT owner FROM projects").fetchall()
     assert owners == [("alice",)]  # every existing project belongs to the configured admin user
+    assert_loop_defaults(f"sqlite:///{path}", boxed={r[0] for r in before["images"]})
 
     (backup,) = tmp_path.glob("sdpt.sqlite.before-alembic-*.bak")
     assert rows(backup) == before and "owner" not in columns(backup)["projects"]
@@ -80,6 +81,51 @@ def test_upgrade_from_the_release_before_alembic_keeps_every_row(tmp_path):
         assert store.latest_prompt(session, first.id).final_loss == 0.125
         assert [j.status for j in store.list_jobs(session, first.id)] == ["queued", "done"]
     assert not list(tmp_path.glob("*.bak"))[1:], "an up-to-date database is not copied again"
+
+
+def assert_loop_defaults(url: str, boxed: set[int]) -> None:
+    """Revision 0003 (the labelling loop) gave every old row its default: images with boxes are reviewed (jobs
+    leave them alone), the others not; old jobs are tuning jobs; no suggestions, descriptions or curve points."""
+    from sqlalchemy import text
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        reviewed = {i: bool(r) for i, r in connection.execute(text("SELECT id, reviewed FROM images"))}
+        assert reviewed == {i: i in boxed for i in reviewed}
+        assert {k for (k,) in connection.execute(text("SELECT kind FROM tuning_jobs"))} == {"tune"}
+        assert connection.execute(text("SELECT count(*) FROM tuning_jobs WHERE prompt_id IS NOT NULL OR "
+                                       "threshold IS NOT NULL")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM projects WHERE description IS NOT NULL")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM prompts WHERE confirmed_boxes IS NOT NULL OR "
+                                       "heldout_map IS NOT NULL OR heldout_map50 IS NOT NULL OR heldout_images IS "
+                                       "NOT NULL")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM suggestions")).scalar() == 0
+    engine.dispose()
+
+
+def test_upgrade_marks_only_images_with_boxes_as_reviewed(tmp_path):
+    """An image of the release without boxes (never labelled) stays unreviewed, so pre-annotate all visits it;
+    its project, its sibling images and their boxes are all kept."""
+    path = tmp_path / "sdpt.sqlite"
+    shutil.copyfile(FIXTURE, path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO images (id, project_id, sha256, suffix, original_name, width, height, split, "
+                           "revision, created_at) VALUES (10, 3, ?, '.png', 'unlabelled.png', 64, 48, 'train', 0, "
+                           "'2026-11-30 15:00:00')", ("0303" + "b" * 60,))
+    before = rows(path)
+    boxed = {image_id for (_, image_id, *_rest) in before["boxes"]}
+    assert 10 not in boxed and len(before["images"]) == 10
+    Database(f"sqlite:///{path}", admin_user="alice").engine.dispose()
+    assert {t: len(r) for t, r in rows(path).items()} == {t: len(r) for t, r in before.items()}
+    assert_loop_defaults(f"sqlite:///{path}", boxed=boxed)
+    database = Database(f"sqlite:///{path}", admin_user="alice")
+    with database.session() as session:  # the loop reads the upgraded rows: only the unlabelled image is left
+        from app import suggestions
+
+        assert suggestions.next_to_review(session, 3) == 10
+        counts = suggestions.review_counts(session, 3)
+        assert counts["images"]["unreviewed"] == 1 and counts["boxes"]["suggested"] == 0
+    database.engine.dispose()
 
 
 def test_the_baseline_revision_builds_the_release_schema_exactly(tmp_path):
@@ -190,6 +236,7 @@ def test_upgrade_on_postgresql_keeps_every_row(database_url):
                                                                   .order_by(upgraded.tables[table].c.id))]
             assert after == before[table], table
         assert connection.execute(text("SELECT DISTINCT owner FROM projects")).fetchall() == [("alice",)]
+    assert_loop_defaults(database_url, boxed={r["id"] for r in before["images"]})
     with database.session() as session:  # new rows get new ids after the copied ones
         project = store.create_project(session, "After the upgrade", owner="bob")
         assert project.id > max(r["id"] for r in before["projects"])
