@@ -23,6 +23,35 @@ from benchmarks.timing import interleaved_all, median_ratio
 logger = logging.getLogger("benchmarks.branch_cost")
 
 
+def fusion_layer_times(detector, image_size: int, repeats: int) -> dict:
+    """Forward + backward of one fusion block alone, with a branch prompt and with a shared-gate prompt, on the
+    token counts of a real image of `image_size` px: the only part of a step where the two differ, timed in many
+    short interleaved rounds (a whole step is too long to repeat often on a loaded CPU)."""
+    from sdpt.methods import build_method
+
+    block = detector.fusion_blocks[0]
+    side = image_size // 8  # the first of 4 feature levels (strides 8, 16, 32, 64)
+    tokens = sum((side // 2**level) ** 2 for level in range(4))
+    generator = torch.Generator().manual_seed(0)
+    vision = torch.randn(1, tokens, block.attn.vision_dim, generator=generator)
+    text = torch.randn(1, 20, block.attn.text_dim, generator=generator)
+    prompts = {name: build_method("sdpt", detector, {"injection": name, "layers": [0]}, seed=0)
+               for name in ("branch", "shared_gate")}
+
+    def run(name: str) -> None:
+        prompt = prompts[name]
+        prompt.zero_grad()
+        with prompt:
+            (v, _), (t, _) = block(vision, text)
+        (v.square().mean() + t.square().mean()).backward()
+
+    for name in prompts:  # warm-up
+        run(name)
+    branch, gate = interleaved_all([lambda: run("branch"), lambda: run("shared_gate")], repeats)
+    return {"fusion_tokens": tokens, "fusion_branch_ms": 1000 * statistics.median(branch),
+            "fusion_gate_ms": 1000 * statistics.median(gate), "fusion_branch_vs_gate": median_ratio(branch, gate)}
+
+
 def measure(args) -> dict:
     torch.set_num_threads(args.threads)
     detector, dataset = setup(args.model, args.image_size, images=1)
@@ -40,6 +69,7 @@ def measure(args) -> dict:
     # Exactness of the prefix cache with the branch: prompt only the last layer so most of the encoder is cached.
     step("last_cached", "sdpt", {"layers": [-1]}, cache=True)
     step("last_plain", "sdpt", {"layers": [-1]}, cache=False)
+    layer = fusion_layer_times(detector, args.image_size, 10 * args.repeats)
     branch_memory = peak_memory(args.model, args.image_size, "sdpt", 2)  # the default injection: the branch
     full_memory = peak_memory(args.model, args.image_size, "full", 2)
     return {"branch_step_s": statistics.median(branch), "gate_step_s": statistics.median(gate),
@@ -47,12 +77,16 @@ def measure(args) -> dict:
             "branch_vs_full": median_ratio(branch, full), "branch_peak_mb": branch_memory / 2**20,
             "full_peak_mb": full_memory / 2**20, "memory_vs_full": branch_memory / full_memory,
             "cache_exact": losses_agree(losses["last_plain"], losses["last_cached"]),
-            "parameters": detector.parameter_count()}
+            "parameters": detector.parameter_count(), "rounds": {"branch": branch, "shared_gate": gate, "full": full},
+            **layer}
 
 
 def report(r: dict, args) -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {args.threads} threads"
     rows = [
+        ("one fusion block, forward + backward, branch vs shared gate",
+         f"{r['fusion_branch_ms']:.1f} ms vs {r['fusion_gate_ms']:.1f} ms = {r['fusion_branch_vs_gate']:.3f}x "
+         f"({r['fusion_tokens']:,} image tokens)", "-", "-"),
         ("branch step vs shared-gate step (today's SDPT)", f"{r['branch_step_s']:.2f} s vs {r['gate_step_s']:.2f} s"
          f" = {r['branch_vs_gate']:.3f}x", "<= 1.05x", verdict(r["branch_vs_gate"], 1.05)),
         ("branch step vs full fine-tuning step", f"{r['branch_step_s']:.2f} s vs {r['full_step_s']:.2f} s = "
