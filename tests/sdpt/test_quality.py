@@ -2,15 +2,16 @@
 model must raise held-out mAP by a measured margin.
 
 The margin is the mean gain minus 3 standard deviations over seeds, measured with this exact protocol by
-`python -m benchmarks.quality_margin --seeds 0 1 2 3` (1 CPU thread): gains 0.055, 0.047, 0.094, 0.076 (zero-shot
-mAP 0.028), mean 0.068, sd 0.021, margin 0.0043. The previous default (SDPT through the shared-softmax gate) gained
-at most 0.002 on every few-shot task, so a method that stops working fails here.
+`python -m benchmarks.quality_margin --seeds 0 1 2 3` (1 CPU thread) with SDPT's default lr 1e-1: gains 0.113,
+0.070, 0.108, 0.108 over zero-shot mAP 0.028, mean 0.100, sd 0.020, mean - 3 sd = 0.0396. The previous default (SDPT
+through the shared-softmax gate) gained -0.008 on this protocol (seed 0, `--injection shared_gate`, lr 5e-2) and at
+most 0.002 on every few-shot task, so a method that stops working fails here.
 """
 from pathlib import Path
 
 import pytest
 
-MARGIN = 0.0043
+MARGIN = 0.039
 
 
 @pytest.mark.slow
