@@ -46,10 +46,16 @@ def test_tuning_lowers_the_loss_and_its_prompt_changes_detections_only_while_app
     small model by the few-shot benchmark (BENCHMARKS.md).
     """
     zero_shot = evaluate(warm_detector, new_words)
-    prompt = build_method("sdpt", warm_detector)
     # One batch of all four images, so the loss curve is deterministic. No encoder loss: this base was trained
     # without it, and a mismatch was measured to wreck the detector (benchmarks/encoder_loss.py).
-    result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4, encoder_loss=False))
+    # The shared-gate injection at lr 5e-3, as this test was measured with: on this random base the fusion
+    # layer-scale is 1.0 (the shipped model's is 0.006-0.011), and the default branch, added after it at full weight,
+    # is unstable here (measured in this test: lr 5e-3 loss 20 -> 33, 2e-2 20 -> 18, 1e-1 a blow-up to 369). What
+    # tuning with the default method does is tested on the shipped model (tests/sdpt/test_quality.py); the branch's
+    # mechanics in tests/sdpt/detector/test_fusion.py.
+    prompt = build_method("sdpt", warm_detector, {"injection": "shared_gate"})
+    result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4, encoder_loss=False,
+                                                                lr=5e-3))
     losses = [h.loss for h in result.history]
     assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
     tuned = evaluate(warm_detector, new_words, prompt)
