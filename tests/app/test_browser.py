@@ -17,16 +17,21 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("SDPT_REQUIR
 
 
 @pytest.fixture
-def page():
+def browser():
+    """Headless Chromium, shared by every browser test (each page or context is the test's own)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_page(viewport={"width": 1280, "height": 1400})
 
 
 def shot(page, name: str) -> None:

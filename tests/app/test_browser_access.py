@@ -1,28 +1,9 @@
 """Two signed-in users in two browser contexts (Playwright driving Debian's Chromium): bob never sees alice's
 project or its image, not even by the file URL; shared as a viewer he opens it but cannot save; a context that has
 not signed in sees only the sign-in form. Screenshots go to test-artifacts/."""
-import os
-
-import pytest
-
 from app import store
 from tests.app.conftest import TEAM
-from tests.app.test_browser import CHROMIUM, shot, wait_for_status
-
-pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("SDPT_REQUIRE_BROWSER") != "1",
-                                reason="Debian's chromium is not installed (apt-get install chromium)")
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
+from tests.app.test_browser import browser, pytestmark, shot, wait_for_status  # noqa: F401 (fixture, skip mark)
 
 
 def sign_in(browser, url, name):
