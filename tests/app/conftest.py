@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from app.settings import Settings
+from tests.app import browser_helpers
 
 
 def free_port() -> int:
@@ -115,3 +116,21 @@ def team_app(tmp_path, ui_models, database_url):
     worker.stop()
     demo.close()
     context.database.engine.dispose()
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium for one browser test (the browser tests in three modules launch it the same way)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_helpers.CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_page(viewport={"width": 1280, "height": 1400})

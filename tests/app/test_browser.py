@@ -1,56 +1,7 @@
 """A real browser (Playwright driving Debian's Chromium) through the first-use path: create a project, add a class,
 upload an image, draw and save a box, tune, and wait for the job to finish. Screenshots go to test-artifacts/."""
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
 from app import store
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-# CI (.ci/run) installs chromium and sets SDPT_REQUIRE_BROWSER=1, so there a missing browser fails instead of skipping.
-pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("SDPT_REQUIRE_BROWSER") != "1",
-                                reason="Debian's chromium is not installed (apt-get install chromium)")
-
-
-@pytest.fixture
-def browser():
-    """Headless Chromium, shared by every browser test (each page or context is the test's own)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    return browser.new_page(viewport={"width": 1280, "height": 1400})
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def wait_for_status(page, text: str) -> None:
-    """Wait for `text` in the page; on a timeout, fail with what the status line said instead and keep a screenshot
-    (a CI run once timed out here with no clue what the page showed)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    try:
-        page.get_by_text(text).wait_for()
-    except PlaywrightTimeout:
-        shot(page, "failed-wait")
-        status = page.locator("#status").inner_text(timeout=5000)
-        raise AssertionError(f"timed out waiting for {text!r}; the status line says {status!r} "
-                             "(test-artifacts/failed-wait.png)")
+from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
 
 
 def test_first_use_label_and_tune(served_app, page, tmp_path):

@@ -3,7 +3,7 @@ project or its image, not even by the file URL; shared as a viewer he opens it b
 not signed in sees only the sign-in form. Screenshots go to test-artifacts/."""
 from app import store
 from tests.app.conftest import TEAM
-from tests.app.test_browser import browser, pytestmark, shot, wait_for_status  # noqa: F401 (fixture, skip mark)
+from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
 
 
 def sign_in(browser, url, name):

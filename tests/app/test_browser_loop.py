@@ -6,7 +6,7 @@ import pytest
 from app import store, suggestions
 from app.settings import SHIPPED_MODEL
 from tests.app.conftest import make_settings
-from tests.app.test_browser import page, pytestmark, shot, wait_for_status  # noqa: F401 (fixture, skip mark)
+from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
 
 STEPS = 4
 
@@ -59,7 +59,7 @@ def _press(page, key):
     page.keyboard.press(key)
 
 
-def test_the_loop_on_the_example_project(loop_app, page):  # noqa: F811 (page is the fixture)
+def test_the_loop_on_the_example_project(loop_app, page):
     url, context, _worker = loop_app
     page.goto(url)
     page.get_by_text("Try the example project").first.wait_for()
