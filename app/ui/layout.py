@@ -73,20 +73,24 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 gr.Button("Sign out", link="/logout", scale=0, elem_id="sign-out")
         status = gr.Markdown("", elem_id="status")
         first = projects.project_choices(ctx)
+        # The project picker and the buttons that change the project list start disabled; the page load enables
+        # them once it has set the list. Otherwise a project made before a slow page load answers is undone by
+        # that answer's older list (seen under load: the new project vanished from the picker).
         project = gr.Dropdown(label="Project", choices=first, value=first[0][1] if first else None,
-                              elem_id="project", interactive=True)
+                              elem_id="project", interactive=False)
         review_tab.build_description(ctx, project, demo)
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Project and classes", id="projects"):
-                review_tab.build_example_button(ctx, project, status)
+                example_button = review_tab.build_example_button(ctx, project, status)
                 with gr.Row():
                     new_project = gr.Textbox(label="New project", placeholder="e.g. blood cells", elem_id="new-project")
-                    create_button = gr.Button("Create project", variant="primary", elem_id="create-project")
+                    create_button = gr.Button("Create project", variant="primary", elem_id="create-project",
+                                              interactive=False)
                 with gr.Row():
                     rename_text = gr.Textbox(label="Rename the project to")
-                    rename_button = gr.Button("Rename")
+                    rename_button = gr.Button("Rename", interactive=False)
                     delete_confirm = gr.Checkbox(label="yes, delete it", value=False)
-                    delete_button = gr.Button("Delete project", variant="stop")
+                    delete_button = gr.Button("Delete project", variant="stop", interactive=False)
                 sharing = gr.Markdown("", elem_id="sharing")
                 with gr.Row(visible=ctx.settings.sign_in != "none"):
                     share_user = gr.Textbox(label="Share with (user name)", elem_id="share-user")
@@ -368,7 +372,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             choices = projects.project_choices(ctx)
             ids = [value for _, value in choices]
             chosen = project_id if project_id in ids else (ids[0] if ids else None)
-            return gr.Dropdown(choices=choices, value=chosen), *refresh_project(ctx, chosen), signed_in_line(ctx)
+            enabled = [gr.Button(interactive=True)] * len(project_buttons)
+            return (gr.Dropdown(choices=choices, value=chosen, interactive=True), *refresh_project(ctx, chosen),
+                    signed_in_line(ctx), *enabled)
         # ---- compare, explain, evaluate, exchange ----
         compare_tab.select(signed_in(ctx, refresh_compare), [project, compare_image], compare_outputs,
                            api_visibility="private")
@@ -412,5 +418,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                                                                      *refresh_compare(ctx, p))),
                                    [project, prompt_upload], [status, *compare_outputs], api_visibility="private")
 
-        demo.load(signed_in(ctx, on_page_load), [project], [project, *project_outputs, who], api_visibility="private")
+        project_buttons = [example_button, create_button, rename_button, delete_button]
+        demo.load(signed_in(ctx, on_page_load), [project], [project, *project_outputs, who, *project_buttons],
+                  api_visibility="private")
     return demo

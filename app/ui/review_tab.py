@@ -29,9 +29,11 @@ def description_markdown(ctx: AppContext, project_id: int | None) -> str:
         return ""
 
 
-def build_example_button(ctx: AppContext, project, status) -> None:
-    """'Try the example project' on the first page: one click makes it and opens it."""
-    button = gr.Button("Try the example project (made on this machine in seconds)", elem_id="create-example")
+def build_example_button(ctx: AppContext, project, status) -> gr.Button:
+    """'Try the example project' on the first page: one click makes it and opens it. Starts disabled: the page load
+    enables it (app/ui/layout.py says why)."""
+    button = gr.Button("Try the example project (made on this machine in seconds)", elem_id="create-example",
+                       interactive=False)
 
     def on_click(ctx):
         try:
@@ -45,6 +47,7 @@ def build_example_button(ctx: AppContext, project, status) -> None:
         return (ok("created the example project; its description below says what to do next"),
                 gr.Dropdown(choices=projects.project_choices(ctx), value=project_id))
     button.click(signed_in(ctx, on_click), None, [status, project], **PRIVATE)
+    return button
 
 
 def build_description(ctx: AppContext, project, demo) -> None:

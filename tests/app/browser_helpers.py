@@ -31,3 +31,11 @@ def wait_for_status(page, text: str) -> None:
         status = page.locator("#status").inner_text(timeout=5000)
         raise AssertionError(f"timed out waiting for {text!r}; the status line says {status!r} "
                              "(test-artifacts/failed-wait.png)")
+
+
+def wait_for_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until no gradio event is pending on the page: every status tracker (the spinner over a component whose
+    update is on its way) is hidden. Drawing on the annotator while an older update is still on its way loses the
+    box when that update lands (a CI-like run under load saved 0 boxes that way)."""
+    page.wait_for_function("""() => ![...document.querySelectorAll('.wrap.default, .wrap.center')]
+        .some(tracker => !tracker.classList.contains('hide'))""", timeout=timeout_ms)

@@ -1,7 +1,7 @@
 """A real browser (Playwright driving Debian's Chromium) through the first-use path: create a project, add a class,
 upload an image, draw and save a box, tune, and wait for the job to finish. Screenshots go to test-artifacts/."""
 from app import store
-from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
+from tests.app.browser_helpers import pytestmark, shot, wait_for_idle, wait_for_status  # noqa: F401 (skip mark)
 
 
 def test_first_use_label_and_tune(served_app, page, tmp_path):
@@ -31,6 +31,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     wait_for_status(page, "added 1 image")
     canvas = page.locator("#annotator canvas").first
     canvas.wait_for()
+    wait_for_idle(page)
     page.wait_for_timeout(1000)
     box = canvas.bounding_box()
     # Drag a box over the middle of the displayed image (the annotator starts in draw mode).
