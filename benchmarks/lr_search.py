@@ -34,9 +34,11 @@ logger = logging.getLogger("benchmarks.lr_search")
 
 # The issue suggested {5e-3, 2e-2, 5e-2}. A best value at an edge says the search has not bracketed the optimum, so
 # the grid went one step further for every prompt method each time SDPT's best sat at the top: 1e-1, then 2e-1.
+# The same rule for the weight-tuning methods: full and fusion were both best at the top of {1e-5, 3e-5, 1e-4} and
+# {1e-4, 3e-4, 1e-3}, so each got one step more.
 PROMPT_GRID = [5e-3, 2e-2, 5e-2, 1e-1, 2e-1]
-FULL_GRID = [1e-5, 3e-5, 1e-4]
-WEIGHT_GRIDS = {"full": FULL_GRID, "fusion": [1e-4, 3e-4, 1e-3]}  # methods that tune pre-trained weights
+FULL_GRID = [1e-5, 3e-5, 1e-4, 3e-4]
+WEIGHT_GRIDS = {"full": FULL_GRID, "fusion": [1e-4, 3e-4, 1e-3, 3e-3]}  # methods that tune pre-trained weights
 # The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
 METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
 

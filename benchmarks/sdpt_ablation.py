@@ -42,8 +42,9 @@ VARIANTS: dict[str, dict] = {
     "lr x 2": {"lr_factor": 2.0},
     "scales' lr / 10 (forgetting control)": {"gate_lr_scale": 0.1},
     "weight decay 0.25, as GLIP's prompt tuning (forgetting control)": {"weight_decay": 0.25},
+    "augmentation: mirrored and zoomed-out views": {"augment": True},
 }
-TRAIN_KEYS = ("lr_factor", "weight_decay")
+TRAIN_KEYS = ("lr_factor", "weight_decay", "augment")
 
 
 def split_variant(variant: dict) -> tuple[dict, dict]:
@@ -58,6 +59,8 @@ def variant_config(args, seed: int, changes: dict):
         config.lr = config.lr * changes["lr_factor"]
     if "weight_decay" in changes:
         config.weight_decay = changes["weight_decay"]
+    if "augment" in changes:
+        config.augment = changes["augment"]
     return config
 
 

@@ -81,6 +81,9 @@ class TrainConfig:
         "help": "also supervise the encoder's top-k proposals (undetached, as the original Grounding DINO does); "
                 "must match how the base was trained: on for the released checkpoints (benchmarks/encoder_loss.py "
                 "measured a mismatch either way to wreck the detector)"})
+    augment: bool = field(default=False, metadata={
+        "help": "also train on each image mirrored and zoomed out to 3/4 (sdpt/augment.py); off by default: the "
+                "SDPT ablation in BENCHMARKS.md measured it"})
     cache: bool = field(default=True, metadata={"help": "cache the prompt-independent prefix per batch"})
     checkpointing: bool = field(default=False, metadata={
         "help": "recompute encoder/decoder activations during backward instead of keeping them: less peak memory, "

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sdpt.augment import with_views
 from sdpt.config import TrainConfig
 from sdpt.data import DataError, FewShotSet
 from sdpt.detector import EncodedBatch, PrefixCache, activation_checkpointing, detection_loss, encode_batch, split_class_names
@@ -112,6 +113,8 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     seed_everything(config.seed)
     detector.freeze()
     images = [sample.load() for sample in dataset.samples]
+    if config.augment:
+        dataset, images = with_views(dataset, images)
     items = training_items(detector, dataset, prompt.context_tokens)
     order = torch.randperm(len(items)).tolist()
     batches = [_encode_items(detector, dataset, [items[i] for i in order[s:s + config.batch_size]], images,
