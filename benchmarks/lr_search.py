@@ -32,19 +32,37 @@ from sdpt.synthetic.grounding import TASKS, write_coco
 
 logger = logging.getLogger("benchmarks.lr_search")
 
-# The issue suggested {5e-3, 2e-2, 5e-2}. A best value at an edge says the search has not bracketed the optimum, so
-# the grid went one step further for every prompt method each time SDPT's best sat at the top: 1e-1, then 2e-1.
-# The same rule for the weight-tuning methods: full and fusion were both best at the top of {1e-5, 3e-5, 1e-4} and
-# {1e-4, 3e-4, 1e-3}, so each got one step more.
+# The issue suggested {5e-3, 2e-2, 5e-2} for prompts and {1e-5, 3e-5, 1e-4} for full fine-tuning. A best value at
+# the top of a grid says the search has not bracketed the optimum, so the rule is: while a method's best mean sits at
+# the top of its grid, its grid grows by the next value of its ladder (and the new value is run on every task). The
+# prompt grid below already holds two such steps (SDPT was best at 5e-2, then at 1e-1), given to every prompt method.
 PROMPT_GRID = [5e-3, 2e-2, 5e-2, 1e-1, 2e-1]
-FULL_GRID = [1e-5, 3e-5, 1e-4, 3e-4]
-WEIGHT_GRIDS = {"full": FULL_GRID, "fusion": [1e-4, 3e-4, 1e-3, 3e-3]}  # methods that tune pre-trained weights
+BASE_GRIDS = {"full": [1e-5, 3e-5, 1e-4], "fusion": [1e-4, 3e-4, 1e-3]}  # methods that tune pre-trained weights
+LADDERS = {"full": [3e-4, 1e-3], "fusion": [3e-3, 1e-2]}
+PROMPT_LADDER = [5e-1, 1.0]
 # The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
 METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
 
 
-def grid_of(method: str) -> list[float]:
-    return WEIGHT_GRIDS.get(method, PROMPT_GRID)
+def mean_scores(rows: list[dict], method: str, grid: list[float], tasks: list[str]) -> dict[float, float]:
+    """Mean validation mAP over `tasks` per learning rate of `grid` measured on every task."""
+    means = {}
+    for lr in grid:
+        scores = [r["val_map"] for r in rows if r["method"] == method and r["lr"] == lr and r["task"] in tasks]
+        if len(scores) == len(tasks):
+            means[lr] = statistics.mean(scores)
+    return means
+
+
+def grid_of(method: str, rows: list[dict] = (), tasks: list[str] = ()) -> list[float]:
+    """The method's grid, grown by its ladder while its best measured mean sits at the top."""
+    grid = list(BASE_GRIDS.get(method, PROMPT_GRID))
+    for extra in LADDERS.get(method, PROMPT_LADDER):
+        means = mean_scores(list(rows), method, grid, list(tasks))
+        if not tasks or len(means) < len(grid) or max(means, key=means.get) != grid[-1]:
+            break
+        grid.append(extra)
+    return grid
 
 
 def validation_split(pool: FewShotSet, train: FewShotSet, count: int, seed: int) -> FewShotSet:
@@ -77,7 +95,10 @@ def run(args) -> list[dict]:
             splits[task] = train, validation_split(pool, train, args.val_images, 0)
             logger.info("%s: %d training images, %d validation images", task, len(train), len(splits[task][1]))
         for method in args.methods:
-            for lr in grid_of(method):
+            done: list[float] = []
+            while (pending := [lr for lr in grid_of(method, list(log.rows.values()), args.tasks) if lr not in done]):
+                lr = pending[0]
+                done.append(lr)
                 for task in args.tasks:
                     if log.get(task=task, method=method, shots=args.shots, seed=0, variant=f"lr={lr:g}"):
                         continue
@@ -101,12 +122,9 @@ def choose(rows: list[dict], tasks: list[str]) -> dict[str, float]:
     """Per method, the learning rate with the best mean validation mAP over `tasks` (only fully measured ones)."""
     chosen = {}
     for method in METHOD_ORDER:
-        means = {}
-        for lr in grid_of(method):
-            scores = [r["val_map"] for r in rows if r["method"] == method and r["lr"] == lr and r["task"] in tasks]
-            if len(scores) == len(tasks):
-                means[lr] = statistics.mean(scores)
-        if means and len(means) == len(grid_of(method)):
+        grid = grid_of(method, rows, tasks)
+        means = mean_scores(rows, method, grid, tasks)
+        if means and len(means) == len(grid):
             chosen[method] = max(means, key=means.get)
     return chosen
 
@@ -115,7 +133,7 @@ def table(rows: list[dict], tasks: list[str], chosen: dict[str, float]) -> str:
     lines = ["| method | lr | " + " | ".join(f"{t} val mAP" for t in tasks) + " | mean | chosen |",
              "|---|---|" + "---|" * len(tasks) + "---|---|"]
     for method in METHOD_ORDER:
-        for lr in grid_of(method):
+        for lr in grid_of(method, rows, tasks):
             cells = []
             for task in tasks:
                 found = [r["val_map"] for r in rows if r["method"] == method and r["lr"] == lr and r["task"] == task]

@@ -1,0 +1,29 @@
+"""The lr search's grid grows while a method's best learning rate sits at the top of it, and the choice needs every
+value of the grown grid measured on every task."""
+from benchmarks.lr_search import PROMPT_GRID, PROMPT_LADDER, choose, grid_of
+
+TASKS = ["a", "b"]
+
+
+def rows_for(method: str, scores: dict[float, float]) -> list[dict]:
+    return [{"method": method, "lr": lr, "task": task, "val_map": score} for lr, score in scores.items() for task in TASKS]
+
+
+def test_an_interior_best_keeps_the_grid():
+    rows = rows_for("sdpt", {lr: 1.0 - abs(lr - 5e-2) for lr in PROMPT_GRID})
+    assert grid_of("sdpt", rows, TASKS) == PROMPT_GRID
+    assert choose(rows, TASKS)["sdpt"] == 5e-2
+
+
+def test_a_best_at_the_top_grows_the_grid_and_waits_for_the_new_value():
+    rows = rows_for("dual", {lr: lr for lr in PROMPT_GRID})  # best at the top
+    assert grid_of("dual", rows, TASKS) == PROMPT_GRID + PROMPT_LADDER[:1]
+    assert "dual" not in choose(rows, TASKS)  # the new value is not measured yet
+    rows += rows_for("dual", {PROMPT_LADDER[0]: 0.0})  # measured, and worse
+    assert grid_of("dual", rows, TASKS) == PROMPT_GRID + PROMPT_LADDER[:1]
+    assert choose(rows, TASKS)["dual"] == PROMPT_GRID[-1]
+
+
+def test_a_partly_measured_top_does_not_grow_the_grid():
+    rows = rows_for("text", {lr: lr for lr in PROMPT_GRID})[:-1]  # the top value lacks one task
+    assert grid_of("text", rows, TASKS) == PROMPT_GRID
