@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict] = {
     "text stream only (image queries do not see the prompts)": {"image_sees_text_prompts": False},
     "image stream only (text queries do not see the prompts)": {"text_sees_image_prompts": False},
     "normal init": {"init": "normal"},
+    "init from the training boxes (image tokens in each box, through vision_proj)": {"init": "boxes"},
     "per-head scales": {"per_head_scales": True},
     "lr / 10": {"lr_factor": 0.1},
     "lr x 2": {"lr_factor": 2.0},

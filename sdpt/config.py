@@ -25,7 +25,9 @@ class FusionPromptConfig:
     per_head_scales: bool = field(default=False, metadata={
         "help": "'branch' only: one learned scale per attention head instead of one per layer and stream"})
     layers: list[int] | None = field(default=None, metadata={"help": "fusion layers to prompt (None = all)"})
-    init: str = field(default="uniform", metadata={"help": "'uniform' (U(-s, s), as released) or 'normal' (N(0, s))"})
+    init: str = field(default="uniform", metadata={
+        "help": "'uniform' (U(-s, s), as released), 'normal' (N(0, s)) or, for sdpt, 'boxes': tokens start as the "
+                "mean image token inside training boxes at their layer, mapped by its vision_proj (the rest U(-s, s))"})
     init_scale: float = field(default=1.0, metadata={"help": "s in the init above"})
     gate_init: float = field(default=-10.0, metadata={
         "help": "'shared_gate' only: initial logit offset on every prompt attention score, per layer (learned as the mass exp(offset)); "
@@ -43,8 +45,8 @@ class FusionPromptConfig:
             raise ConfigError(f"num_tokens must be at least 1, got {self.num_tokens}")
         if self.injection not in INJECTIONS:
             raise ConfigError(f"injection must be one of {list(INJECTIONS)}, got {self.injection!r}")
-        if self.init not in ("uniform", "normal"):
-            raise ConfigError(f"init must be 'uniform' or 'normal', got {self.init!r}")
+        if self.init not in ("uniform", "normal", "boxes"):
+            raise ConfigError(f"init must be 'uniform', 'normal' or 'boxes', got {self.init!r}")
         for layer in self.layers or []:
             if not -num_fusion_layers <= layer < num_fusion_layers:
                 raise ConfigError(f"layer {layer} does not exist; the model has fusion layers 0..{num_fusion_layers - 1}")

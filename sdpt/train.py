@@ -113,6 +113,8 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     seed_everything(config.seed)
     detector.freeze()
     images = [sample.load() for sample in dataset.samples]
+    if resume is None:
+        prompt.prepare(dataset, images)
     if config.augment:
         dataset, images = with_views(dataset, images)
     items = training_items(detector, dataset, prompt.context_tokens)

@@ -45,6 +45,10 @@ class PromptMethod(nn.Module):
     def detach(self) -> None:
         raise NotImplementedError
 
+    def prepare(self, dataset, images) -> None:
+        """Called once by `sdpt.train.tune` before the first step of a fresh run (not on resume), with the training
+        set and its loaded images; methods that initialise from the user's examples override it."""
+
     def param_groups(self, lr: float) -> list[dict]:
         """Optimizer parameter groups; methods override this to give some tensors their own learning rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]

@@ -20,7 +20,7 @@ from sdpt.methods.base import PromptMethod
 
 def init_tokens(shape: tuple[int, ...], config: FusionPromptConfig) -> torch.Tensor:
     tokens = torch.empty(shape)
-    if config.init == "uniform":
+    if config.init in ("uniform", "boxes"):  # 'boxes' replaces rows later (SDPTPrompt.prepare)
         return nn.init.uniform_(tokens, -config.init_scale, config.init_scale)
     return nn.init.normal_(tokens, 0.0, config.init_scale)
 

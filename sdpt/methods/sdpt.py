@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from sdpt.config import SDPTConfig
+from sdpt.detector import box_token_features, split_class_names
 from sdpt.methods.fusion_base import FusionPromptMethod, init_tokens
 
 
@@ -52,6 +53,26 @@ class SDPTPrompt(FusionPromptMethod):
         self.register_buffer("text_inverse", torch.stack([w for w, _ in text]), persistent=False)  # (L, E, d_l)
         self.register_buffer("text_bias", torch.stack([b for _, b in text]), persistent=False)  # (L, E)
         self.to(detector.device)
+
+    @torch.no_grad()
+    def prepare(self, dataset, images) -> None:
+        """init='boxes': each prototype set starts as mean image tokens inside training boxes at its layer, mapped
+        into the attention space by that layer's frozen `vision_proj` (a choice of boxes, seeded by the run's seed, when there are more
+        boxes than tokens; tokens beyond the box count keep their U(-s, s) init). A shared set takes the first
+        prompted layer's. The branch starts closed, so the model still starts as the zero-shot model."""
+        if self.config.init != "boxes":
+            return
+        names = split_class_names(self.detector.tokenizer, dataset.class_names, self.detector.config.max_text_len)[0]
+        chunk = [dataset.class_names[c] for c in names]
+        layers = self.layer_indices[:1] if self.config.shared else self.layer_indices
+        features = box_token_features(self.detector, images, [s.boxes for s in dataset.samples], chunk, layers)
+        for position, index in enumerate(layers):
+            boxes = features[index]
+            if len(boxes) == 0:
+                continue
+            count = min(len(boxes), self.config.num_tokens)
+            chosen = torch.randperm(len(boxes))[:count]  # seeded by tune's seed
+            self.prototypes.data[position, :count] = boxes[chosen].to(self.prototypes.dtype)
 
     def prototypes_for(self, position: int) -> torch.Tensor:
         return self.prototypes[0 if self.config.shared else position]  # (N, E)

@@ -85,3 +85,24 @@ def test_text_context_placeholders_sit_inside_each_phrase(detector, shapes_set):
     assert all(ids[p] != 103 for p in batch.phrase_maps[0].nonzero()[:, 1].tolist())  # scores use names only
     result = tune(detector, shapes_set, prompt, TrainConfig(steps=2, batch_size=2))
     assert len(result.history) == 2 and prompt.context.grad is not None
+
+
+def test_box_init_starts_sdpt_from_the_examples_and_still_as_zero_shot(detector, shapes_set, batch):
+    from sdpt.train import tune
+
+    prompt = build_method("sdpt", detector, {"init": "boxes", "layers": [-1]})
+    uniform = prompt.prototypes.detach().clone()
+    prompt.prepare(shapes_set, [s.load() for s in shapes_set.samples])
+    boxes = shapes_set.num_boxes()
+    changed = (prompt.prototypes != uniform).any(dim=-1)
+    assert changed.sum().item() == min(boxes, prompt.config.num_tokens)  # the rest keep their uniform init
+    assert not torch.equal(prompt.prototypes, uniform)
+    with torch.no_grad():
+        plain = detector.model(**batch.inputs)
+        with prompt:
+            start = detector.model(**batch.inputs)
+    assert torch.allclose(start.pred_boxes, plain.pred_boxes, atol=1e-4)
+    # tune() calls prepare on a fresh run: the same seed gives the same box-initialised tokens
+    fresh = build_method("sdpt", detector, {"init": "boxes", "layers": [-1]})
+    result = tune(detector, shapes_set, fresh, TrainConfig(steps=1, batch_size=2))
+    assert result.finished and not torch.equal(fresh.prototypes, uniform)
