@@ -33,13 +33,16 @@ from sdpt.synthetic.grounding import TASKS, write_coco
 logger = logging.getLogger("benchmarks.lr_search")
 
 # The issue suggested {5e-3, 2e-2, 5e-2} for prompts and {1e-5, 3e-5, 1e-4} for full fine-tuning. A best value at
-# the top of a grid says the search has not bracketed the optimum, so the rule is: while a method's best mean sits at
-# the top of its grid, its grid grows by the next value of its ladder (and the new value is run on every task). The
-# prompt grid below already holds two such steps (SDPT was best at 5e-2, then at 1e-1), given to every prompt method.
+# an edge of a grid says the search has not bracketed the optimum, so the rule is: while a method's best mean sits at
+# the top (bottom) of its grid, the grid grows by the next value of its ladder up (down), and the new value is run on
+# every task. The prompt grid below already holds two such steps (SDPT was best at 5e-2, then at 1e-1), given to every
+# prompt method.
 PROMPT_GRID = [5e-3, 2e-2, 5e-2, 1e-1, 2e-1]
 BASE_GRIDS = {"full": [1e-5, 3e-5, 1e-4], "fusion": [1e-4, 3e-4, 1e-3]}  # methods that tune pre-trained weights
 LADDERS = {"full": [3e-4, 1e-3], "fusion": [3e-3, 1e-2]}
+LADDERS_DOWN = {"full": [3e-6, 1e-6], "fusion": [3e-5, 1e-5]}
 PROMPT_LADDER = [5e-1, 1.0]
+PROMPT_LADDER_DOWN = [1e-3, 2e-4]
 # The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
 METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
 
@@ -55,13 +58,21 @@ def mean_scores(rows: list[dict], method: str, grid: list[float], tasks: list[st
 
 
 def grid_of(method: str, rows: list[dict] = (), tasks: list[str] = ()) -> list[float]:
-    """The method's grid, grown by its ladder while its best measured mean sits at the top."""
+    """The method's grid (ascending), grown along its ladders while its best measured mean sits at an edge."""
     grid = list(BASE_GRIDS.get(method, PROMPT_GRID))
-    for extra in LADDERS.get(method, PROMPT_LADDER):
+    up = list(LADDERS.get(method, PROMPT_LADDER))
+    down = list(LADDERS_DOWN.get(method, PROMPT_LADDER_DOWN))
+    while tasks:
         means = mean_scores(list(rows), method, grid, list(tasks))
-        if not tasks or len(means) < len(grid) or max(means, key=means.get) != grid[-1]:
+        if len(means) < len(grid):
             break
-        grid.append(extra)
+        best = max(means, key=means.get)
+        if best == grid[-1] and up:
+            grid.append(up.pop(0))
+        elif best == grid[0] and down:
+            grid.insert(0, down.pop(0))
+        else:
+            break
     return grid
 
 

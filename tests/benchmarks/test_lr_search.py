@@ -27,3 +27,12 @@ def test_a_best_at_the_top_grows_the_grid_and_waits_for_the_new_value():
 def test_a_partly_measured_top_does_not_grow_the_grid():
     rows = rows_for("text", {lr: lr for lr in PROMPT_GRID})[:-1]  # the top value lacks one task
     assert grid_of("text", rows, TASKS) == PROMPT_GRID
+
+
+def test_a_best_at_the_bottom_grows_the_grid_downwards():
+    from benchmarks.lr_search import PROMPT_LADDER_DOWN
+
+    rows = rows_for("dpt", {lr: -lr for lr in PROMPT_GRID})  # best at the bottom
+    assert grid_of("dpt", rows, TASKS) == PROMPT_LADDER_DOWN[:1] + PROMPT_GRID
+    rows += rows_for("dpt", {PROMPT_LADDER_DOWN[0]: -1.0})
+    assert choose(rows, TASKS)["dpt"] == PROMPT_GRID[0]
