@@ -32,6 +32,7 @@ class DPTConfig(FusionPromptConfig):
 
 class DPTPrompt(FusionPromptMethod):
     name = "dpt"
+    default_lr = 5e-3  # chosen by benchmarks/lr_search.py (BENCHMARKS.md)
     config_class = DPTConfig
 
     def __init__(self, config: DPTConfig, detector):

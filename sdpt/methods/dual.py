@@ -21,6 +21,7 @@ class DualConfig(FusionPromptConfig):
 
 class DualPrompt(FusionPromptMethod):
     name = "dual"
+    default_lr = 2e-1  # chosen by benchmarks/lr_search.py (BENCHMARKS.md)
     config_class = DualConfig
 
     def __init__(self, config: DualConfig, detector):

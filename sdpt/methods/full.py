@@ -24,7 +24,7 @@ class FullFineTune(PromptMethod):
     name = "full"
     config_class = FullConfig
     cacheable = False  # every part of the model changes, so nothing can be cached
-    default_lr = 1e-4  # the few-shot benchmark's value before the lr search; its search is still running
+    default_lr = 3e-4  # chosen by benchmarks/lr_search.py (BENCHMARKS.md); 1e-3 collapses
 
     def __init__(self, config: FullConfig, detector):
         super().__init__(config, detector)

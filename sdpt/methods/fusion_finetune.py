@@ -25,7 +25,7 @@ class FusionFineTuneConfig:
 class FusionFineTune(PromptMethod):
     name = "fusion"
     config_class = FusionFineTuneConfig
-    default_lr = 1e-3
+    default_lr = 3e-3  # chosen by benchmarks/lr_search.py (BENCHMARKS.md)
 
     def __init__(self, config: FusionFineTuneConfig, detector):
         super().__init__(config, detector)

@@ -30,6 +30,7 @@ class TextConfig:
 
 class TextPrompt(PromptMethod):
     name = "text"
+    default_lr = 5e-2  # chosen by benchmarks/lr_search.py (BENCHMARKS.md)
     config_class = TextConfig
 
     def __init__(self, config: TextConfig, detector):

@@ -26,6 +26,7 @@ class UPTConfig(FusionPromptConfig):
 
 class UPTPrompt(FusionPromptMethod):
     name = "upt"
+    default_lr = 2e-2  # chosen by benchmarks/lr_search.py (BENCHMARKS.md)
     config_class = UPTConfig
 
     def __init__(self, config: UPTConfig, detector):

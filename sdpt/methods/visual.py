@@ -21,6 +21,7 @@ class VisualConfig(FusionPromptConfig):
 
 class VisualPrompt(FusionPromptMethod):
     name = "visual"
+    default_lr = 5e-2  # chosen by benchmarks/lr_search.py (BENCHMARKS.md)
     config_class = VisualConfig
 
     def __init__(self, config: VisualConfig, detector):
