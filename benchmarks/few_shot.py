@@ -292,7 +292,7 @@ def summary(rows: list[dict]) -> str:
 
 def method_card(rows: list[dict], model: str) -> dict:
     """Per method, what the app's Tune tab says of it: trainable parameters and share, the mean mAP gain over
-    zero-shot at the largest shot count (mean over tasks and seeds), and the pre-training concepts' mean mAP@.5
+    zero-shot at the largest shot count (mean over each task's seeds, then over tasks), and the pre-training concepts' mean mAP@.5
     after tuning against before (forgetting)."""
     zero = {r["task"]: r for r in rows if r["method"] == "zero-shot"}
     shots = max((r["shots"] for r in rows if r["method"] != "zero-shot"), default=0)
@@ -301,11 +301,17 @@ def method_card(rows: list[dict], model: str) -> dict:
         mine = [r for r in rows if r["method"] == method and r["shots"] == shots and r["task"] in zero]
         if not mine:
             continue
-        before = statistics.mean(zero[r["task"]]["forgetting_map50"] for r in mine)
+        # per task over its seeds first, then over tasks: a task with more seeds must not weigh more
+        tasks = sorted({r["task"] for r in mine})
+
+        def task_mean(value) -> float:
+            return statistics.mean(statistics.mean(value(r) for r in mine if r["task"] == t) for t in tasks)
+
         card["methods"][method] = {
             "trainable": mine[0]["trainable"], "percent": mine[0]["percent"],
-            "gain": statistics.mean(r["map"] - zero[r["task"]]["map"] for r in mine),
-            "pretrain_map50_before": before, "pretrain_map50_after": statistics.mean(r["forgetting_map50"] for r in mine),
+            "gain": task_mean(lambda r: r["map"] - zero[r["task"]]["map"]),
+            "pretrain_map50_before": task_mean(lambda r: zero[r["task"]]["forgetting_map50"]),
+            "pretrain_map50_after": task_mean(lambda r: r["forgetting_map50"]),
             "tasks": sorted({r["task"] for r in mine}), "runs": len(mine), "lr": mine[0].get("lr")}
     return card
 
