@@ -11,7 +11,8 @@ from app.context import AppContext
 from app.db import Database
 from app.models_service import ModelService
 from app.settings import Settings
-from app.ui.layout import SHORTCUTS_JS, build_ui
+from app.ui.layout import build_ui
+from app.ui.page_text import SHORTCUTS_JS
 from app.gpu import TUNING_CHUNK_S, gpu, on_zero_gpu
 from app.worker import Worker, WorkerProcess
 

@@ -64,7 +64,7 @@ def test_settings_pick_the_sign_in_mode(tmp_path, monkeypatch):
 
 def test_serving_beyond_loopback_without_sign_in_warns_in_the_log_and_on_the_page(tmp_path, ui_models, caplog):
     from app.server import build_app, launch_options
-    from app.ui.layout import EXPOSED_WARNING
+    from app.ui.page_text import EXPOSED_WARNING
     from tests.app.conftest import make_settings
 
     settings = make_settings(tmp_path / "data")
