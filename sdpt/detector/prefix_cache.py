@@ -34,13 +34,16 @@ class PrefixCache:
     """Replays the backbones and the first `encoder_layers` encoder layers for inputs seen before.
 
     encoder_layers: how many encoder layers lie wholly before the first prompted one (0 = only the backbones).
-    cache_text: False when a method prompts the text backbone's input (its output then depends on the prompt).
+    cache_text: False when a method prompts the text backbone's input (its output then depends on the prompt). The
+        encoder layers then depend on the prompt too (their fusion reads the text features), so none is replayed:
+        replaying them froze a learned text context at its first value, with no gradient to it (DPT, found
+        2026-11-30), and would hand one prompt's encoder output to another with the same placeholder ids.
     max_entries: how many distinct inputs are kept per part (least recently used are dropped).
     """
 
     def __init__(self, detector, encoder_layers: int, cache_text: bool = True, max_entries: int = 256):
         self.detector = detector
-        self.encoder_layers = encoder_layers
+        self.encoder_layers = encoder_layers if cache_text else 0
         self.cache_text = cache_text
         self.max_entries = max_entries
         self._store: dict[str, OrderedDict] = {"vision": OrderedDict(), "text": OrderedDict(), "encoder": OrderedDict()}

@@ -57,3 +57,20 @@ def test_new_inputs_miss_and_patches_are_removed(detector, shapes_set):
     model = detector.model.model
     assert "forward" not in model.backbone.__dict__ and "forward" not in model.text_backbone.__dict__
     assert all("forward" not in layer.__dict__ for layer in model.encoder.layers)
+
+
+def test_a_learned_text_context_is_never_replayed_stale(detector, shapes_set):
+    """DPT prompts the text input and only the last fusion layer: the encoder layers before it read the prompted
+    text, so they must run every step (replaying them froze the context at its first value, with no gradient)."""
+    from sdpt.config import TrainConfig
+    from sdpt.train import tune
+
+    runs = {}
+    for cache in (True, False):
+        prompt = build_method("dpt", detector, seed=0)
+        assert prompt.first_prompted_layer > 0 and prompt.prompts_text_backbone
+        start = prompt.context.detach().clone()
+        result = tune(detector, shapes_set, prompt, TrainConfig(steps=3, batch_size=2, lr=5e-2, cache=cache))
+        assert not torch.equal(prompt.context, start)  # the context trains
+        runs[cache] = [step.loss for step in result.history]
+    assert runs[True] == runs[False]  # the cache changes nothing but the time
