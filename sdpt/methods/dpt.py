@@ -4,8 +4,9 @@ Xing et al., "Dual Modality Prompt Tuning for Vision-Language Pre-Trained Model"
 class-aware visual prompts (CAVPT) are built by cross-attention with the text prompts' features as queries
 and the image tokens as keys and values. Here: CoOp-style context vectors in the text input (as in `text`), and
 in each prompted fusion layer every text token entering it (each belongs to a class phrase) queries the image
-tokens; the answers become extra image-stream tokens, one per text token, behind the shared gate. Text padding
-gives padding tokens. `num_tokens` is not used: the class list sets the count.
+tokens; the answers become extra image-stream tokens, one per text token, through the method's injection (the
+branch after gamma by default). Text padding gives padding tokens. `num_tokens` is not used: the class list sets
+the count.
 """
 from __future__ import annotations
 
