@@ -12,7 +12,8 @@ candidate at its method's chosen learning rate. The default is the candidate wit
 tasks and seeds. Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
 
 To save CPU time the search may halve: after seeds 0 and 1 only the best three candidates (by their mean over those
-draws) go on to seed 2 (`--candidates`); the others keep their two-seed means in the table and cannot be chosen.
+draws) and the current default go on to seed 2 (`--candidates`); the others keep their two-seed means in the table
+and cannot be chosen.
 """
 from __future__ import annotations
 
