@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from sdpt.config import TrainConfig
+from sdpt.config import TrainConfig, to_dict
 from sdpt.data import FewShotSet, load_coco
 from sdpt.detector import load_detector
 from sdpt.evaluate import evaluate
@@ -165,7 +165,7 @@ def measure(detector, data: TaskData, method: str, shots: int, seed: int, config
     return {"task": data.task, "method": method, "shots": shots, "seed": seed, "lr": config.lr,
             "map": result["map"], "map50": result["map50"], "trainable": prompt.trainable_parameters(),
             "percent": 100 * prompt.trainable_fraction(), "seconds": seconds, "memory_mb": memory.megabytes,
-            "memory_released_first": True,
+            "memory_released_first": True, "options": to_dict(prompt.config),
             "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"]}
 
 
@@ -188,6 +188,13 @@ def learning_rates(path: Path | None) -> dict[str, float]:
     if path is None or not path.is_file():
         return {}
     return {method: float(lr) for method, lr in json.loads(path.read_text()).items()}
+
+
+def default_options(method: str) -> dict:
+    """The method's default config, as a row records it."""
+    from sdpt.methods import METHODS as CLASSES
+
+    return to_dict(CLASSES[method].config_class())
 
 
 def train_config(args, method: str, seed: int) -> TrainConfig:
@@ -217,7 +224,10 @@ def run(args) -> list[dict]:
                     for method in args.methods:
                         config = train_config(args, method, seed)
                         done = log.get(task=task, method=method, shots=shots, seed=seed)
-                        if done is not None and done.get("lr") == config.lr:
+                        # a row counts while the method's lr and default options are those it was measured with
+                        # (rows from before options were logged count for their lr alone)
+                        if done is not None and done.get("lr") == config.lr and done.get(
+                                "options", default_options(method)) == default_options(method):
                             continue
                         if deadline is not None and time.monotonic() > deadline:
                             logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)

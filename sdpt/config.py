@@ -59,6 +59,11 @@ class SDPTConfig(FusionPromptConfig):
     """SDPT (Zhou, Wu et al., ECCV 2024): unified prototype tokens in the fusion attention space."""
 
     shared: bool = field(default=False, metadata={"help": "one prototype set for all prompted layers"})
+    # SDPT's default differs from the other fusion methods': benchmarks/default_choice.py picked per-head scales on
+    # validation draws (mean 0.234 against 0.233 without; a tie, broken by the declared rule). Prompt files record
+    # every option, so files saved with one scale per layer and stream load as they were.
+    per_head_scales: bool = field(default=True, metadata={
+        "help": "'branch' only: one learned scale per attention head instead of one per layer and stream"})
 
 
 @dataclass

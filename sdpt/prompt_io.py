@@ -74,6 +74,8 @@ def _upgrade_from_format_1(config: dict) -> None:
     fields = {f.name for f in dataclasses.fields(METHODS[config["method"]].config_class)}
     if "injection" in fields:
         config["options"].setdefault("injection", "shared_gate")
+    if "per_head_scales" in fields:  # later defaults must not change an old file's meaning
+        config["options"].setdefault("per_head_scales", False)
 
 
 def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:

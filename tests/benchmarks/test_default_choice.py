@@ -26,3 +26,19 @@ def test_quick_run_writes_its_choice(tmp_path):
     written = json.loads((tmp_path / "default_choice.json").read_text())
     assert written["candidate"] == chosen and written["method"] in METHODS
     assert (tmp_path / "default_choice.md").read_text().count("\n") == 4  # header, rule, two candidates
+
+
+def test_the_shipped_default_is_the_chosen_candidate():
+    """The library's default method and its default options are what benchmarks/results/default_choice.json says
+    won on validation (as tests/benchmarks/test_lr_choice.py holds each method's lr to its choice)."""
+    from pathlib import Path
+
+    from sdpt.config import TrainConfig, to_dict
+    from sdpt.methods import DEFAULT_METHOD
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "default_choice.json"
+    chosen = json.loads(path.read_text())
+    assert DEFAULT_METHOD == chosen["method"]
+    defaults = to_dict(METHODS[DEFAULT_METHOD].config_class())
+    assert all(defaults[key] == value for key, value in chosen["options"].items())
+    assert all(getattr(TrainConfig(), key) == value for key, value in chosen["train"].items())

@@ -131,8 +131,8 @@ def test_branch_stream_switches(detector):
 
 
 def test_per_head_scales_equal_one_scale_when_all_heads_agree(detector, batch):
-    layer = build_method("sdpt", detector, seed=4)
-    heads = build_method("sdpt", detector, {"per_head_scales": True}, seed=4)
+    layer = build_method("sdpt", detector, {"per_head_scales": False}, seed=4)
+    heads = build_method("sdpt", detector, seed=4)  # per head: SDPT's default
     assert layer.branch_scales.shape == (len(detector.fusion_layers), 2, 1)
     assert heads.branch_scales.shape == (len(detector.fusion_layers), 2, detector.fusion_layers[0].num_heads)
     with open_up(layer, 0.3):
@@ -225,7 +225,8 @@ def test_layer_choice_and_shared_sets(detector):
     assert per_layer.prototypes.shape == (layers, 3, embed)
     assert shared.prototypes.shape == (1, 3, embed)
     assert last.layer_indices == [layers - 1] and last.first_prompted_layer == layers - 1
-    assert per_layer.trainable_parameters() == layers * 3 * embed + 2 * layers  # + branch scales
+    heads = detector.fusion_layers[0].num_heads
+    assert per_layer.trainable_parameters() == layers * 3 * embed + 2 * heads * layers  # + branch scales per head
     assert 0 < per_layer.trainable_fraction() < 0.01
 
 
