@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-encoder-loss", action="store_true",
                       help="do not supervise the encoder's top-k proposals (for bases trained without that loss)")
     tune.add_argument("--no-cache", action="store_true", help="recompute the prompt-independent prefix every step")
+    tune.add_argument("--weight-decay", type=float, default=0.0,
+                      help="AdamW weight decay; 0.25 (GLIP's) keeps more of what the base model knew about other "
+                           "class names, at some cost on yours (BENCHMARKS.md, forgetting)")
     tune.add_argument("--augment", action="store_true",
                       help="also train on each image mirrored and zoomed out (see BENCHMARKS.md before using it)")
 
@@ -85,7 +88,7 @@ def run_tune(args) -> int:
     logger.info("%s: %d trainable parameters (%.4f%% of %d)", args.method, prompt.trainable_parameters(),
                 100 * prompt.trainable_fraction(), detector.parameter_count())
     config = TrainConfig(steps=args.steps, seed=args.seed, encoder_loss=not args.no_encoder_loss,
-                         cache=not args.no_cache, augment=args.augment)
+                         cache=not args.no_cache, augment=args.augment, weight_decay=args.weight_decay)
     if args.lr is not None:
         config.lr = args.lr
     if args.batch_size is not None:

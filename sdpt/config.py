@@ -102,6 +102,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.weight_decay < 10:
+            raise ConfigError(f"weight decay must be in [0, 10), got {self.weight_decay} (0.25 is GLIP's)")
 
 
 def to_dict(config) -> dict:

@@ -112,6 +112,8 @@ def test_bad_options(capsys, shapes, tmp_path):
               "--steps", "1", "--out", str(tmp_path / "p")]
     code, message = _error(capsys, *common, "--layers", "9")
     assert code == 2 and "layer 9 does not exist" in message
+    code, message = _error(capsys, *common, "--weight-decay", "-1")
+    assert code == 2 and "weight decay must be in [0, 10)" in message
     with pytest.raises(SystemExit) as exit_info:  # argparse: usage error
         main(common + ["--layers", "x"])
     assert exit_info.value.code == 2
