@@ -80,6 +80,9 @@ def validation_split(pool: FewShotSet, train: FewShotSet, count: int, seed: int)
     """`count` pool images that are not in the training draw, in a seeded order."""
     used = {sample.path for sample in train.samples}
     rest = [sample for sample in pool.samples if sample.path not in used]
+    if not rest:
+        raise ValueError(f"the {len(train)}-image training draw takes the whole {len(pool)}-image pool: no image is "
+                         f"left to validate on; raise --pool-images")
     random.Random(seed + 7919).shuffle(rest)
     return FewShotSet(pool.class_names, rest[:count])
 

@@ -36,3 +36,19 @@ def test_a_best_at_the_bottom_grows_the_grid_downwards():
     assert grid_of("dpt", rows, TASKS) == PROMPT_LADDER_DOWN[:1] + PROMPT_GRID
     rows += rows_for("dpt", {PROMPT_LADDER_DOWN[0]: -1.0})
     assert choose(rows, TASKS)["dpt"] == PROMPT_GRID[0]
+
+
+def test_a_draw_that_takes_the_whole_pool_leaves_no_validation_and_says_so(tmp_path):
+    import pytest
+
+    from benchmarks.few_shot import k_shot
+    from benchmarks.lr_search import validation_split
+    from sdpt.data import load_coco
+    from sdpt.synthetic.grounding import TASKS, write_coco
+
+    pool = load_coco(write_coco(tmp_path, TASKS["many"], 4, 30_000), tmp_path / "images")
+    train = k_shot(pool, 10, 0)  # 10 shots of 30 classes: every image of a 4-image pool
+    assert len(train) == len(pool)
+    with pytest.raises(ValueError, match="raise --pool-images"):
+        validation_split(pool, train, 20, 0)
+    assert len(validation_split(pool, k_shot(pool, 1, 0), 20, 0)) >= 1
