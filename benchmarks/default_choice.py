@@ -26,13 +26,11 @@ import time
 from pathlib import Path
 
 from benchmarks.few_shot import (ResultsLog, add_protocol_arguments, k_shot, learning_rates, model_fingerprint,
-                                 quick_protocol, train_config)
-from benchmarks.lr_search import validation_split
-from sdpt.data import load_coco
+                                 quick_protocol, task_pool, train_config)
+from benchmarks.lr_search import tune_and_validate, validation_split
 from sdpt.detector import load_detector
-from sdpt.evaluate import evaluate
 from sdpt.methods import build_method
-from sdpt.synthetic.grounding import TASKS, write_coco
+from sdpt.synthetic.grounding import TASKS
 
 logger = logging.getLogger("benchmarks.default_choice")
 
@@ -56,16 +54,13 @@ def setting_of(args) -> dict:
 
 
 def run(args) -> list[dict]:
-    from sdpt.train import tune
-
     detector = load_detector(args.model)
     log = ResultsLog(args.results, setting_of(args))
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         # The same pools (seed offset) as benchmarks.few_shot, so each training draw is the table's draw.
-        pools = {task: load_coco(write_coco(root / task / "pool", TASKS[task], args.pool_images, 30_000),
-                                 root / task / "pool/images") for task in args.tasks}
+        pools = {task: task_pool(root, task, args.pool_images) for task in args.tasks}
         for seed in args.seeds:  # seeds outermost: a stopped run has every candidate on the same draws
             for name in args.candidates:
                 method, options, changes = CANDIDATES[name]
@@ -81,13 +76,9 @@ def run(args) -> list[dict]:
                     for key, value in changes.items():
                         setattr(config, key, value)
                     prompt = build_method(method, detector, options, seed=seed)
-                    start = time.perf_counter()
-                    tune(detector, train, prompt, config)
-                    seconds = time.perf_counter() - start
-                    result = evaluate(detector, validation, prompt)
                     row = log.add({"task": task, "method": method, "shots": args.shots, "seed": seed,
-                                   "variant": name, "lr": config.lr, "val_map": result["map"],
-                                   "val_map50": result["map50"], "seconds": seconds})
+                                   "variant": name, "lr": config.lr,
+                                   **tune_and_validate(detector, train, validation, prompt, config)})
                     logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
     return list(log.rows.values())
 

@@ -140,14 +140,20 @@ def model_fingerprint(model: str) -> str:
     return f"{model}@{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
 
 
+def task_pool(root: Path, task: str, images: int) -> FewShotSet:
+    """The task's seeded pool that k-shot sets are drawn from: the same images for every benchmark that draws from it
+    (the table, the lr search, the default's choice), so their seed-k draws are the same draws."""
+    return load_coco(write_coco(root / task / "pool", TASKS[task], images, 30_000), root / task / "pool/images")
+
+
 class TaskData:
     """A task's seeded pool (k-shot sets are drawn from it) and test images, plus the pre-training test images."""
 
     def __init__(self, root: Path, task: str, pool_images: int, test_images: int, pretrain_test: FewShotSet):
-        style = TASKS[task]
         self.task, self.pretrain_test = task, pretrain_test
-        self.pool = load_coco(write_coco(root / task / "pool", style, pool_images, 30_000), root / task / "pool/images")
-        self.test = load_coco(write_coco(root / task / "test", style, test_images, 40_000), root / task / "test/images")
+        self.pool = task_pool(root, task, pool_images)
+        self.test = load_coco(write_coco(root / task / "test", TASKS[task], test_images, 40_000),
+                              root / task / "test/images")
 
 
 def measure(detector, data: TaskData, method: str, shots: int, seed: int, config: TrainConfig,
@@ -226,8 +232,8 @@ def run(args) -> list[dict]:
                         done = log.get(task=task, method=method, shots=shots, seed=seed)
                         # a row counts while the method's lr and default options are those it was measured with
                         # (rows from before options were logged count for their lr alone)
-                        if done is not None and done.get("lr") == config.lr and done.get(
-                                "options", default_options(method)) == default_options(method):
+                        options = default_options(method)
+                        if done is not None and done.get("lr") == config.lr and done.get("options", options) == options:
                             continue
                         if deadline is not None and time.monotonic() > deadline:
                             logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)

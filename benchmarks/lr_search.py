@@ -22,13 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import ResultsLog, add_protocol_arguments, k_shot, model_fingerprint, quick_protocol
+from benchmarks.few_shot import (ResultsLog, add_protocol_arguments, k_shot, model_fingerprint, quick_protocol,
+                                 task_pool)
 from sdpt.config import TrainConfig
-from sdpt.data import FewShotSet, load_coco
+from sdpt.data import FewShotSet
 from sdpt.detector import load_detector
 from sdpt.evaluate import evaluate
 from sdpt.methods import build_method
-from sdpt.synthetic.grounding import TASKS, write_coco
+from sdpt.synthetic.grounding import TASKS
 
 logger = logging.getLogger("benchmarks.lr_search")
 
@@ -87,14 +88,23 @@ def validation_split(pool: FewShotSet, train: FewShotSet, count: int, seed: int)
     return FewShotSet(pool.class_names, rest[:count])
 
 
+def tune_and_validate(detector, train: FewShotSet, validation: FewShotSet, prompt, config: TrainConfig) -> dict:
+    """Tune `prompt` on `train`, score it on `validation`: the part of a row that every validation search shares."""
+    from sdpt.train import tune
+
+    start = time.perf_counter()
+    tune(detector, train, prompt, config)
+    seconds = time.perf_counter() - start
+    result = evaluate(detector, validation, prompt)
+    return {"val_map": result["map"], "val_map50": result["map50"], "seconds": seconds}
+
+
 def setting_of(args) -> dict:
     return {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
             "pool_images": args.pool_images, "val_images": args.val_images, "shots": args.shots, "lr_search": 2}
 
 
 def run(args) -> list[dict]:
-    from sdpt.train import tune
-
     detector = load_detector(args.model)
     log = ResultsLog(args.results, setting_of(args))
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
@@ -103,8 +113,7 @@ def run(args) -> list[dict]:
         splits = {}
         for task in args.tasks:
             # The same pool (seed offset) as benchmarks.few_shot, so the training draw is the table's seed-0 draw.
-            pool = load_coco(write_coco(root / task / "pool", TASKS[task], args.pool_images, 30_000),
-                             root / task / "pool/images")
+            pool = task_pool(root, task, args.pool_images)
             train = k_shot(pool, args.shots, 0)
             splits[task] = train, validation_split(pool, train, args.val_images, 0)
             logger.info("%s: %d training images, %d validation images", task, len(train), len(splits[task][1]))
@@ -121,13 +130,10 @@ def run(args) -> list[dict]:
                         return list(log.rows.values())
                     train, validation = splits[task]
                     prompt = build_method(method, detector, seed=0)
-                    start = time.perf_counter()
-                    tune(detector, train, prompt, TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr))
-                    seconds = time.perf_counter() - start
-                    result = evaluate(detector, validation, prompt)
+                    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr)
                     row = log.add({"task": task, "method": method, "shots": args.shots, "seed": 0,
-                                   "variant": f"lr={lr:g}", "lr": lr, "val_map": result["map"],
-                                   "val_map50": result["map50"], "seconds": seconds})
+                                   "variant": f"lr={lr:g}", "lr": lr,
+                                   **tune_and_validate(detector, train, validation, prompt, config)})
                     logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
     return list(log.rows.values())
 
