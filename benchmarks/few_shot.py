@@ -196,11 +196,12 @@ def learning_rates(path: Path | None) -> dict[str, float]:
     return {method: float(lr) for method, lr in json.loads(path.read_text()).items()}
 
 
-def default_options(method: str) -> dict:
-    """The method's default config, as a row records it."""
+def default_options(method: str, changes: dict | None = None) -> dict:
+    """The method's config as a row records it: its defaults, with `changes` applied."""
+    from sdpt.config import from_dict
     from sdpt.methods import METHODS as CLASSES
 
-    return to_dict(CLASSES[method].config_class())
+    return to_dict(from_dict(CLASSES[method].config_class, changes or {}))
 
 
 def train_config(args, method: str, seed: int) -> TrainConfig:

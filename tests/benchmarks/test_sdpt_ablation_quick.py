@@ -1,4 +1,6 @@
 """The SDPT ablation's --quick mode: each variant really changes the prompt (its parameter count shows it)."""
+import json
+
 from benchmarks.sdpt_ablation import VARIANTS, main
 
 
@@ -12,3 +14,22 @@ def test_quick_ablation_rows_differ_where_their_options_do(tmp_path):
     assert 0 < shared["trainable"] < default["trainable"]
     assert by_variant["zero-shot"]["trainable"] == 0
     assert (tmp_path / "ablation.md").read_text().count("\n") == len(rows) + 2
+
+
+def test_a_logged_row_is_reused_only_while_it_was_measured_on_todays_defaults(tmp_path):
+    log = tmp_path / "rows.jsonl"
+    args = ["--model", "tiny-random", "--quick", "--results", str(log)]
+    main(args)
+    measured = log.read_text().splitlines()
+    main(args)
+    assert log.read_text().splitlines() == measured  # nothing rerun
+
+    # a row measured when SDPT had other defaults (here: one scale per stream) no longer counts
+    stale = [json.loads(line) for line in measured]
+    for row in stale:
+        if row.get("variant") == next(iter(VARIANTS)):
+            row["options"] = {**row["options"], "per_head_scales": not row["options"]["per_head_scales"]}
+    log.write_text("".join(json.dumps(row) + "\n" for row in stale))
+    main(args)
+    rerun = [json.loads(line) for line in log.read_text().splitlines()[len(stale):]]
+    assert [row["variant"] for row in rerun] == [next(iter(VARIANTS))]
