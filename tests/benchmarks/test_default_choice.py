@@ -2,7 +2,7 @@
 and seed, and the choice file names a real method with its options."""
 import json
 
-from benchmarks.default_choice import CANDIDATES, main, scores
+from benchmarks.default_choice import CANDIDATES, decide, main, scores
 from sdpt.methods import METHODS
 
 
@@ -25,7 +25,20 @@ def test_quick_run_writes_its_choice(tmp_path):
     chosen = main(["--model", "tiny-random", "--quick", "--out", str(tmp_path)])
     written = json.loads((tmp_path / "default_choice.json").read_text())
     assert written["candidate"] == chosen and written["method"] in METHODS
-    assert (tmp_path / "default_choice.md").read_text().count("\n") == 4  # header, rule, two candidates
+    assert (tmp_path / "default_choice_1shot.md").read_text().count("\n") == 4  # header, rule, two candidates
+
+
+def test_the_default_is_decided_over_every_shot_count(tmp_path):
+    (tmp_path / "default_choice_5shot.json").write_text(json.dumps(
+        {"shots": 5, "best": "sdpt", "means": {"sdpt": 0.30, "dual": 0.29, "sdpt, augmentation": 0.5}}))
+    assert decide(tmp_path)["candidate"] == "sdpt, augmentation"
+    # dual ahead at 10 shots by more than it trails at 5: dual; augmentation, unscored at 10 shots, cannot win
+    (tmp_path / "default_choice_10shot.json").write_text(json.dumps(
+        {"shots": 10, "best": "dual", "means": {"sdpt": 0.30, "dual": 0.33}}))
+    decision = decide(tmp_path)
+    assert decision["candidate"] == "dual" and decision["method"] == "dual"
+    assert decision["validation_map"] == 0.31 and set(decision["by_shots"]) == {"5", "10"}
+    assert json.loads((tmp_path / "default_choice.json").read_text()) == decision
 
 
 def test_the_shipped_default_is_the_chosen_candidate():
