@@ -13,9 +13,10 @@ tasks and seeds. Rows go to a JSON-lines log as they finish; a later run skips w
 
 Each run scores one shot count (`--shots`) and writes `default_choice_<k>shot.{md,json}` to `--out`. The default
 (`default_choice.json`) is decided over every shot count found there: the candidate with the best mean of its
-per-shot-count means, among the candidates scored at all of them. (5 shots chose among all candidates; the two
-finalists, 0.001 apart, were then scored at 10 shots from a 120-image pool, because 10 shots of `many`'s 30 classes
-leave an 80-image pool without validation images. That rule was written down before the 10-shot runs.)
+per-shot-count means, among the candidates scored at all of them. (5 shots scored every candidate; the best SDPT
+candidate (per-head scales, then 20 tokens once that was added and led) and dual were then scored at 10 shots from a 120-image pool, because 10 shots of
+`many`'s 30 classes leave an 80-image pool without validation images. That rule was written down before the
+10-shot runs.)
 
 To save CPU time the search may halve: after seeds 0 and 1 only the best three candidates (by their mean over those
 draws) and the current default go on to seed 2 (`--candidates`); the others keep their two-seed means in the table
@@ -31,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import (ResultsLog, add_protocol_arguments, k_shot, learning_rates, model_fingerprint,
-                                 quick_protocol, task_pool, train_config)
+from benchmarks.few_shot import (ResultsLog, add_protocol_arguments, default_options, k_shot, learning_rates,
+                                 model_fingerprint, quick_protocol, task_pool, train_config)
 from benchmarks.lr_search import tune_and_validate, validation_split
 from sdpt.detector import load_detector
 from sdpt.methods import build_method
@@ -43,16 +44,18 @@ logger = logging.getLogger("benchmarks.default_choice")
 # The candidates: the two methods closest on the lr search's validation means (SDPT 0.237, dual 0.246), and SDPT
 # with each of the options that helped it in the ablation. Each is (method, method options, tuning-config changes).
 CANDIDATES: dict[str, tuple[str, dict, dict]] = {
-    # explicit options: a candidate keeps its meaning when a method's defaults change (SDPT's did, to per-head scales)
-    "sdpt": ("sdpt", {"per_head_scales": False}, {}),
+    # Every SDPT candidate names the options it was measured with, so it keeps its meaning when SDPT's defaults change
+    # (they did twice: to per-head scales, then to 20 tokens). The option candidates' seed 0-1 draws were measured on
+    # the defaults of the time (10 tokens, one scale per stream); rows record their resolved options since 2026-12-01.
+    "sdpt": ("sdpt", {"num_tokens": 10, "per_head_scales": False}, {}),
     "dual": ("dual", {}, {}),
-    "sdpt, init from the training boxes": ("sdpt", {"init": "boxes"}, {}),
-    "sdpt, per-head scales": ("sdpt", {"per_head_scales": True}, {}),
-    "sdpt, weight decay 0.25": ("sdpt", {}, {"weight_decay": 0.25}),
-    "sdpt, augmentation": ("sdpt", {}, {"augment": True}),
+    "sdpt, init from the training boxes": ("sdpt", {"num_tokens": 10, "per_head_scales": False, "init": "boxes"}, {}),
+    "sdpt, per-head scales": ("sdpt", {"num_tokens": 10, "per_head_scales": True}, {}),
+    "sdpt, weight decay 0.25": ("sdpt", {"num_tokens": 10, "per_head_scales": False}, {"weight_decay": 0.25}),
+    "sdpt, augmentation": ("sdpt", {"num_tokens": 10, "per_head_scales": False}, {"augment": True}),
     # added 2026-12-01 after the ablation's single seed on the per-head default (0.161 and 0.156 against 0.132)
-    "sdpt, 20 tokens": ("sdpt", {"per_head_scales": True, "num_tokens": 20}, {}),
-    "sdpt, one set shared by all layers": ("sdpt", {"per_head_scales": True, "shared": True}, {}),
+    "sdpt, 20 tokens": ("sdpt", {"num_tokens": 20, "per_head_scales": True}, {}),
+    "sdpt, one set shared by all layers": ("sdpt", {"num_tokens": 10, "per_head_scales": True, "shared": True}, {}),
 }
 
 
@@ -86,7 +89,8 @@ def run(args) -> list[dict]:
                         setattr(config, key, value)
                     prompt = build_method(method, detector, options, seed=seed)
                     row = log.add({"task": task, "method": method, "shots": args.shots, "seed": seed,
-                                   "variant": name, "lr": config.lr,
+                                   "variant": name, "lr": config.lr, "options": default_options(method, options),
+                                   "train": changes,
                                    **tune_and_validate(detector, train, validation, prompt, config)})
                     logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
     return list(log.rows.values())

@@ -68,12 +68,13 @@ def test_parameter_counts_follow_the_design(detector):
     layers, tokens = len(detector.fusion_layers), 10
     # + 2 branch scales per layer (image and text stream); the shared gate had 1.
     heads = detector.fusion_layers[0].num_heads
-    # SDPT's default: a branch scale per head and stream (benchmarks/default_choice.py); the others: per stream.
-    assert build_method("sdpt", detector).trainable_parameters() == layers * (tokens * embed_dim + 2 * heads)
-    assert build_method("sdpt", detector, {"per_head_scales": False}).trainable_parameters() == layers * (
-        tokens * embed_dim + 2)
-    assert build_method("sdpt", detector, {"injection": "shared_gate"}).trainable_parameters() == layers * (
-        tokens * embed_dim + 1)
+    # SDPT's default: a branch scale per head and stream, 20 prototypes (benchmarks/default_choice.py); the others:
+    # per stream.
+    assert build_method("sdpt", detector).trainable_parameters() == layers * (20 * embed_dim + 2 * heads)
+    assert build_method("sdpt", detector, {"num_tokens": tokens, "per_head_scales": False}).trainable_parameters() == (
+        layers * (tokens * embed_dim + 2))
+    assert build_method("sdpt", detector, {"num_tokens": tokens, "injection": "shared_gate"}).trainable_parameters() == (
+        layers * (tokens * embed_dim + 1))
     assert build_method("visual", detector).trainable_parameters() == layers * (tokens * vision_dim + 2)
     assert build_method("dual", detector).trainable_parameters() == layers * (tokens * (vision_dim + text_dim) + 2)
     assert build_method("full", detector).trainable_parameters() == detector.parameter_count()
