@@ -25,7 +25,8 @@ def test_mm_grounding_dino_directory_loads_and_takes_sdpt(tmp_path, shapes_set):
     plain = detect(detector, images, shapes_set.class_names, threshold=0.0, top_k=10)
     prompt = build_method("sdpt", detector)
     fusion = detector.fusion_layers[0]
-    assert prompt.trainable_parameters() == len(detector.fusion_layers) * (prompt.config.num_tokens * fusion.embed_dim + 2 * fusion.num_heads)
+    per_layer = prompt.config.num_tokens * fusion.embed_dim + 2 * fusion.num_heads
+    assert prompt.trainable_parameters() == len(detector.fusion_layers) * per_layer
     prompted = detect(detector, images, shapes_set.class_names, prompt, threshold=0.0, top_k=10)
     again = detect(detector, images, shapes_set.class_names, threshold=0.0, top_k=10)
     for a, b, c in zip(plain, prompted, again):
