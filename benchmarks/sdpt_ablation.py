@@ -28,18 +28,18 @@ logger = logging.getLogger("benchmarks.sdpt_ablation")
 
 # Each variant changes SDPT's defaults by its options; "lr" and "weight_decay" go to the tuning config instead.
 VARIANTS: dict[str, dict] = {
-    "default (branch after gamma, per-head scales, 10 tokens, every fusion layer, a set per layer)": {},
+    "default (branch after gamma, per-head scales, 20 tokens, every fusion layer, a set per layer)": {},
     "injection: shared-softmax gate (the previous default)": {"injection": "shared_gate"},
     "injection: appended, ungated (the paper's form)": {"injection": "paper"},
     "2 tokens per layer": {"num_tokens": 2},
-    "20 tokens per layer": {"num_tokens": 20},
+    "10 tokens per layer (the default before 2026-12-01)": {"num_tokens": 10},
     "last fusion layer only": {"layers": [-1]},
     "one set shared by all layers": {"shared": True},
     "text stream only (image queries do not see the prompts)": {"image_sees_text_prompts": False},
     "image stream only (text queries do not see the prompts)": {"text_sees_image_prompts": False},
     "normal init": {"init": "normal"},
     "init from the training boxes (image tokens in each box, through vision_proj)": {"init": "boxes"},
-    "one scale per layer and stream (the default before default_choice)": {"per_head_scales": False},
+    "one scale per layer and stream": {"per_head_scales": False},
     "lr / 10": {"lr_factor": 0.1},
     "lr x 2": {"lr_factor": 2.0},
     "scales' lr / 10 (forgetting control)": {"gate_lr_scale": 0.1},
