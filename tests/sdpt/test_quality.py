@@ -6,8 +6,8 @@ The margin is the mean gain minus 3 standard deviations over seeds, measured wit
 per-head branch scales at lr 1e-1: gains 0.087, 0.082, 0.140, 0.140 over zero-shot mAP 0.028, mean 0.112, sd 0.032,
 mean - 3 sd = 0.0152. (Earlier defaults: 10 tokens with per-head scales, mean 0.115, sd 0.036, margin 0.0079;
 10 tokens with one scale per layer and stream, mean 0.100, sd 0.020, margin 0.040.) The previous injection (SDPT
-through the shared-softmax gate) gained -0.008 on this protocol (seed 0, `--injection shared_gate`, lr 5e-2) and at most 0.002
-on every few-shot task, so a method that stops working fails here.
+through the shared-softmax gate) gained -0.008 on this protocol (seed 0, `--injection shared_gate`, lr 5e-2) and at
+most 0.002 on every few-shot task, so a method that stops working fails here.
 """
 from pathlib import Path
 
