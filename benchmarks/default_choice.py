@@ -13,10 +13,10 @@ tasks and seeds. Rows go to a JSON-lines log as they finish; a later run skips w
 
 Each run scores one shot count (`--shots`) and writes `default_choice_<k>shot.{md,json}` to `--out`. The default
 (`default_choice.json`) is decided over every shot count found there: the candidate with the best mean of its
-per-shot-count means, among the candidates scored at all of them. (5 shots scored every candidate; the best SDPT
-candidate (per-head scales, then 20 tokens once that was added and led) and dual were then scored at 10 shots from a 120-image pool, because 10 shots of
-`many`'s 30 classes leave an 80-image pool without validation images. That rule was written down before the
-10-shot runs.)
+per-shot-count means, among the candidates scored at all of them. (5 shots scored every candidate; the best
+SDPT candidate (per-head scales, then 20 tokens once that was added and led) and dual were then scored at 10 shots
+from a 120-image pool, because 10 shots of `many`'s 30 classes leave an 80-image pool without validation images.
+That rule was written down before the 10-shot runs.)
 
 To save CPU time the search may halve: after seeds 0 and 1 only the best three candidates (by their mean over those
 draws) and the current default go on to seed 2 (`--candidates`); the others keep their two-seed means in the table

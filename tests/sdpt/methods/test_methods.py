@@ -73,8 +73,8 @@ def test_parameter_counts_follow_the_design(detector):
     assert build_method("sdpt", detector).trainable_parameters() == layers * (20 * embed_dim + 2 * heads)
     assert build_method("sdpt", detector, {"num_tokens": tokens, "per_head_scales": False}).trainable_parameters() == (
         layers * (tokens * embed_dim + 2))
-    assert build_method("sdpt", detector, {"num_tokens": tokens, "injection": "shared_gate"}).trainable_parameters() == (
-        layers * (tokens * embed_dim + 1))
+    gated = build_method("sdpt", detector, {"num_tokens": tokens, "injection": "shared_gate"})
+    assert gated.trainable_parameters() == layers * (tokens * embed_dim + 1)
     assert build_method("visual", detector).trainable_parameters() == layers * (tokens * vision_dim + 2)
     assert build_method("dual", detector).trainable_parameters() == layers * (tokens * (vision_dim + text_dim) + 2)
     assert build_method("full", detector).trainable_parameters() == detector.parameter_count()
