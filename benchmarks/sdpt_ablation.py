@@ -66,6 +66,14 @@ def variant_config(args, seed: int, changes: dict):
     return config
 
 
+def is_current(row: dict, args) -> bool:
+    """A measured row counts while SDPT's defaults (plus its variant's change) and its lr are those it was measured
+    with, so a new default re-bases every row instead of mixing bases."""
+    options, changes = split_variant(VARIANTS[row["variant"]])
+    return (row.get("lr") == variant_config(args, row["seed"], changes).lr and row.get("train", {}) == changes
+            and row.get("options") == default_options("sdpt", options))
+
+
 def run(args) -> list[dict]:
     detector = load_detector(args.model)
     log = ResultsLog(args.results, {**setting_of(args), "ablation": 2})
@@ -78,14 +86,11 @@ def run(args) -> list[dict]:
             log.add(zero_shot(detector, data))
         for seed in args.seeds:
             for variant in args.variants:
+                done = log.get(task=args.task, method="sdpt", shots=args.shots, seed=seed, variant=variant)
+                if done is not None and is_current(done, args):
+                    continue
                 options, changes = split_variant(VARIANTS[variant])
                 config = variant_config(args, seed, changes)
-                done = log.get(task=args.task, method="sdpt", shots=args.shots, seed=seed, variant=variant)
-                # a row counts while SDPT's defaults (plus the variant's change) are those it was measured with, so a
-                # new default re-bases every row instead of mixing bases
-                if (done is not None and done.get("lr") == config.lr and done.get("train", {}) == changes
-                        and done.get("options") == default_options("sdpt", options)):
-                    continue
                 if deadline is not None and time.monotonic() > deadline:
                     logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                     return rows_of(log, args)
@@ -97,7 +102,8 @@ def run(args) -> list[dict]:
 
 def rows_of(log: ResultsLog, args) -> list[dict]:
     rows = [r for r in log.rows.values() if r["task"] == args.task and (
-        r["method"] == "zero-shot" or (r.get("variant") in args.variants and r["seed"] in args.seeds))]
+        r["method"] == "zero-shot" or (r.get("variant") in args.variants and r["seed"] in args.seeds
+                                       and is_current(r, args)))]
     order = {v: k for k, v in enumerate(VARIANTS)}
     return sorted(rows, key=lambda r: (order.get(r.get("variant", ""), -1), r["seed"]))
 
