@@ -12,8 +12,8 @@ What is ours (`injection`, see sdpt/detector/fusion.py):
 - 'branch' (default): the carried tokens do not join the fusion attention's softmax. Each stream's queries attend
   over the other stream's prompt tokens in a softmax of their own, through the layer's frozen value and output
   projections, scaled by tanh of a learned scale per layer, stream and head (per head, and 20 tokens per set: SDPT's
-  defaults, chosen on validation draws by benchmarks/default_choice.py) that starts at 0 (zero-init gating as in LLaMA-Adapter), and
-  the result is added after the fusion block's layer-scale gamma. Measured reason: gamma is
+  defaults, chosen on validation draws by benchmarks/default_choice.py) that starts at 0 (zero-init gating as in
+  LLaMA-Adapter), and the result is added after the fusion block's layer-scale gamma. Measured reason: gamma is
   0.006-0.011 in the shipped small model, so anything inside the attention was scaled down a hundredfold and tuning
   moved nothing (BENCHMARKS.md). The model starts exactly as the zero-shot model.
 - 'shared_gate' (the previous default, and how format-1 prompt files load): the tokens are appended to the
