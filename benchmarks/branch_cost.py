@@ -5,8 +5,10 @@ fine-tuning, on the real grounding-dino-tiny architecture; and whether the prefi
     python -m benchmarks.branch_cost --quick             # tiny model, 96 px: a smoke run that checks results
 
 Targets (the tuning issue): branch step <= 1.05x the shared-gate step; branch <= 0.6x full fine-tuning in time
-and peak memory; cached and uncached branch steps give the same losses. All sides run interleaved in one process
-(median of per-round ratios); peak memory per side in a fresh child process (see benchmarks.performance).
+and peak memory; cached and uncached branch steps give the same losses. Each comparison runs its two sides
+interleaved in one process (median of per-round ratios): branch vs shared gate over `--repeats` rounds (the close
+one, so many rounds), branch vs full fine-tuning over `--full-repeats`. Peak memory per side in a fresh child
+process (see benchmarks.performance).
 """
 from __future__ import annotations
 
@@ -31,7 +33,11 @@ ISSUE_SDPT = {"injection": "shared_gate", "num_tokens": 10}
 def fusion_layer_times(detector, image_size: int, repeats: int) -> dict:
     """Forward + backward of one fusion block alone, with a branch prompt and with a shared-gate prompt, on the
     token counts of a real image of `image_size` px: the only part of a step where the two differ, timed in many
-    short interleaved rounds (a whole step is too long to repeat often on a loaded CPU)."""
+    short interleaved rounds (a whole step is too long to repeat often on a loaded CPU).
+
+    The block's inputs require gradients, as in a tuning step: every prompted layer after the first gets inputs
+    that depend on the prompt, so its whole attention is back-propagated, not just the prompt's path. (Timed with
+    constant inputs, the branch looked 14-22% cheaper than the gate while the whole step was 5-8% dearer.)"""
     from sdpt.methods import build_method
 
     block = detector.fusion_blocks[0]
@@ -46,8 +52,9 @@ def fusion_layer_times(detector, image_size: int, repeats: int) -> dict:
     def run(name: str) -> None:
         prompt = prompts[name]
         prompt.zero_grad()
+        vision_in, text_in = vision.clone().requires_grad_(True), text.clone().requires_grad_(True)
         with prompt:
-            (v, _), (t, _) = block(vision, text)
+            (v, _), (t, _) = block(vision_in, text_in)
         (v.square().mean() + t.square().mean()).backward()
 
     for name in prompts:  # warm-up
@@ -67,22 +74,24 @@ def measure(args) -> dict:
         times, losses[name] = tune_step_times(detector, one, method, options, args.steps, 1, cache)
         return statistics.median(times)
 
-    branch, gate, full = interleaved_all([
-        lambda: step("branch", "sdpt", {}),  # SDPT at its defaults: the branch, 20 tokens, per-head scales
-        lambda: step("shared_gate", "sdpt", ISSUE_SDPT),
-        lambda: step("full", "full", {})], args.repeats)
+    # SDPT at its defaults (the branch, 20 tokens, per-head scales) against the issue's SDPT; then against full.
+    branch, gate = interleaved_all([lambda: step("branch", "sdpt", {}),
+                                    lambda: step("shared_gate", "sdpt", ISSUE_SDPT)], args.repeats)
+    branch_again, full = interleaved_all([lambda: step("branch", "sdpt", {}),
+                                          lambda: step("full", "full", {})], args.full_repeats)
     # Exactness of the prefix cache with the branch: prompt only the last layer so most of the encoder is cached.
     step("last_cached", "sdpt", {"layers": [-1]}, cache=True)
     step("last_plain", "sdpt", {"layers": [-1]}, cache=False)
-    layer = fusion_layer_times(detector, args.image_size, 10 * args.repeats)
+    layer = fusion_layer_times(detector, args.image_size, 4 * args.repeats)
     branch_memory = peak_memory(args.model, args.image_size, "sdpt", 2)  # the default injection: the branch
     full_memory = peak_memory(args.model, args.image_size, "full", 2)
     return {"branch_step_s": statistics.median(branch), "gate_step_s": statistics.median(gate),
             "full_step_s": statistics.median(full), "branch_vs_gate": median_ratio(branch, gate),
-            "branch_vs_full": median_ratio(branch, full), "branch_peak_mb": branch_memory / 2**20,
+            "branch_vs_full": median_ratio(branch_again, full), "branch_peak_mb": branch_memory / 2**20,
             "full_peak_mb": full_memory / 2**20, "memory_vs_full": branch_memory / full_memory,
             "cache_exact": losses_agree(losses["last_plain"], losses["last_cached"]),
-            "parameters": detector.parameter_count(), "rounds": {"branch": branch, "shared_gate": gate, "full": full},
+            "branch_step_beside_full_s": statistics.median(branch_again), "parameters": detector.parameter_count(),
+            "rounds": {"branch": branch, "shared_gate": gate, "branch_beside_full": branch_again, "full": full},
             **layer}
 
 
@@ -94,8 +103,8 @@ def report(r: dict, args) -> str:
          f"({r['fusion_tokens']:,} image tokens)", "-", "-"),
         ("branch step vs shared-gate step (today's SDPT)", f"{r['branch_step_s']:.2f} s vs {r['gate_step_s']:.2f} s"
          f" = {r['branch_vs_gate']:.3f}x", "<= 1.05x", verdict(r["branch_vs_gate"], 1.05)),
-        ("branch step vs full fine-tuning step", f"{r['branch_step_s']:.2f} s vs {r['full_step_s']:.2f} s = "
-         f"{r['branch_vs_full']:.2f}x", "<= 0.6x", verdict(r["branch_vs_full"], 0.6)),
+        ("branch step vs full fine-tuning step", f"{r['branch_step_beside_full_s']:.2f} s vs "
+         f"{r['full_step_s']:.2f} s = {r['branch_vs_full']:.2f}x", "<= 0.6x", verdict(r["branch_vs_full"], 0.6)),
         ("branch vs full fine-tuning: peak memory", f"{r['branch_peak_mb']:.0f} MB vs {r['full_peak_mb']:.0f} MB = "
          f"{r['memory_vs_full']:.2f}x", "<= 0.6x", verdict(r["memory_vs_full"], 0.6)),
         ("prefix cache with the branch (last layer prompted): same losses cached and uncached",
@@ -103,7 +112,9 @@ def report(r: dict, args) -> str:
     ]
     lines = [f"    {args.command}", "",
              f"{device}; torch {torch.__version__}. Model `{args.model}` ({r['parameters']:,} parameters), "
-             f"{args.image_size}x{args.image_size} images, batch 1, {args.repeats} interleaved rounds.", "",
+             f"{args.image_size}x{args.image_size} images, batch 1, {args.repeats} interleaved rounds against the "
+             f"shared gate, {args.full_repeats} against full fine-tuning, {args.steps - 1} timed steps per round "
+             f"(median).", "",
              "| figure | measured | target | verdict |", "|---|---|---|---|"]
     return "\n".join(lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
 
@@ -113,13 +124,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny model, 96 px images, 2 rounds")
     parser.add_argument("--model", default=None, help="default full-size-random (quick: tiny-random)")
     parser.add_argument("--image-size", type=int, default=None, help="square image side (default 800; quick 96)")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 3; quick 2)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="interleaved rounds, branch vs shared gate (default 12; quick 2)")
+    parser.add_argument("--full-repeats", type=int, default=None,
+                        help="interleaved rounds, branch vs full fine-tuning (default 3; quick 1)")
     parser.add_argument("--steps", type=int, default=3, help="tuning steps per timing; the first is dropped")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.model = args.model or ("tiny-random" if args.quick else "full-size-random")
     args.image_size = args.image_size or (96 if args.quick else 800)
-    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.repeats = args.repeats or (2 if args.quick else 12)
+    args.full_repeats = args.full_repeats or (1 if args.quick else 3)
     args.command = "python -m benchmarks.branch_cost" + (" --quick" if args.quick else "")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     results = measure(args)

@@ -130,6 +130,39 @@ def test_branch_stream_switches(detector):
     assert outcomes["image only"][1] is None and torch.equal(outcomes["image only"][0], outcomes["both"][0])
 
 
+def _reference_branch(attn, queries, tokens_keys, tokens_values, scale, out_proj):
+    """The branch written out head by head: each head's softmax over the prompt keys, its answer times the head's
+    scale, the heads merged, then the output projection's weight (no bias)."""
+    heads, head_dim = attn.num_heads, attn.head_dim
+    answers = []
+    for head in range(heads):
+        part = slice(head * head_dim, (head + 1) * head_dim)
+        probs = (queries[..., part] @ tokens_keys[..., part].transpose(-1, -2)).softmax(dim=-1)
+        answers.append(probs @ tokens_values[..., part] * scale[head])
+    return torch.cat(answers, dim=-1) @ out_proj.weight.T
+
+
+def test_branch_update_is_each_heads_own_softmax_over_the_prompt_tokens(detector):
+    attn = detector.fusion_layers[0]
+    generator = torch.Generator().manual_seed(7)
+    vision = torch.randn(2, 30, attn.vision_dim, generator=generator)
+    text = torch.randn(2, 6, attn.text_dim, generator=generator)
+    vision_tokens = torch.randn(5, attn.vision_dim, generator=generator)
+    text_tokens = torch.randn(5, attn.text_dim, generator=generator)
+    scales = torch.linspace(-0.9, 0.9, attn.num_heads)
+    prompts = FusionPrompts(vision=vision_tokens, text=text_tokens, branch_scales=(scales, scales.flip(0)))
+    updates = []
+    with torch.no_grad():
+        fusion_attention(attn, vision, text, prompts=prompts, branch_out=updates)
+        image_queries = attn.vision_proj(vision) * attn.scale
+        expected_vision = _reference_branch(attn, image_queries, attn.text_proj(text_tokens),
+                                            attn.values_text_proj(text_tokens), scales, attn.out_vision_proj)
+        expected_text = _reference_branch(attn, attn.text_proj(text), attn.vision_proj(vision_tokens) * attn.scale,
+                                          attn.values_vision_proj(vision_tokens), scales.flip(0), attn.out_text_proj)
+    assert torch.allclose(updates[0], expected_vision, atol=1e-5)
+    assert torch.allclose(updates[1], expected_text, atol=1e-5)
+
+
 def test_per_head_scales_equal_one_scale_when_all_heads_agree(detector, batch):
     layer = build_method("sdpt", detector, {"per_head_scales": False}, seed=4)
     heads = build_method("sdpt", detector, seed=4)  # per head: SDPT's default
