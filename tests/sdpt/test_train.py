@@ -1,6 +1,7 @@
 """Tuning: it lowers the loss on a new word for a known thing and its prompt acts only while applied; callbacks report
 and cancel."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,18 +12,15 @@ from sdpt.evaluate import evaluate
 from sdpt.methods import build_method
 from sdpt.train import tune
 
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "assets" / "sdpt-small"
+
 
 @pytest.fixture(scope="module")
-def warm_detector(shapes_set):
-    """tiny-random after 300 steps of full fine-tuning on the shapes set: a base that can box the shapes."""
+def shipped_detector():
+    """The shipped small model: trained weights, so what tuning does to it does not hang on one random init."""
     from sdpt.detector import load_detector
 
-    detector = load_detector("tiny-random", device="cpu")
-    full = build_method("full", detector)
-    tune(detector, shapes_set, full, TrainConfig(steps=300, lr=1e-3, batch_size=2, adam_beta2=0.999,
-                                                 encoder_loss=False))
-    detector.model = full.tuned
-    return detector.freeze()
+    return load_detector(str(SHIPPED_MODEL), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -33,34 +31,25 @@ def new_words(shapes_set):
     return renamed
 
 
-def test_tuning_lowers_the_loss_and_its_prompt_changes_detections_only_while_applied(warm_detector, new_words):
-    """SDPT on new class names: the loss falls, the tuned prompt changes what the detector finds, and the detector
-    without the prompt is exactly the zero-shot one again.
+def test_tuning_lowers_the_loss_and_its_prompt_changes_detections_only_while_applied(shipped_detector, new_words):
+    """The default method on new class names, on the shipped small model: the loss falls, mAP on the training images
+    rises, and the detector without the prompt is exactly the zero-shot one again.
 
-    No mAP threshold here on purpose. On this 300-step random base, mAP on the four training images is not a
-    monotone function of the loss: measured (new words, default lr 5e-3) after 200 / 300 / 350 / 400 / 450 / 600 steps
-    mAP 0.070 / 0.107 / 0.150 / 0.165 / 0.065 / 0.010 from zero-shot 0.055, and on a 600-step base SDPT lowered
-    the loss 23.3 -> 16.8 while mAP fell 0.128 -> 0.025 (class loss 4.5 -> 3.3, box L1 0.22 -> 0.33: the prompts
-    bought class scores with box quality); even full fine-tuning, loss 11.6 -> 6.6, moved mAP 0.055 -> 0.058.
-    A threshold on it would test the luck of one random init. Whether tuning raises mAP is measured on the trained
-    small model by the few-shot benchmark (BENCHMARKS.md).
+    This test once ran on a 300-step random base with the shared-gate injection, and failed on an AVX-512 machine
+    (loss 16.4 -> 20.1) while passing with AVX2 kernels: on that unstable base the outcome hung on float rounding.
+    On the shipped model the same 60 steps give the same figures with AVX2 and with the plain kernels
+    (ATEN_CPU_CAPABILITY=default): loss 8.27 -> 2.71 (means of the first and last 10 steps), mAP 0.056 -> 0.817.
+    The thresholds below leave wide room on both.
     """
-    zero_shot = evaluate(warm_detector, new_words)
-    # One batch of all four images, so the loss curve is deterministic. No encoder loss: this base was trained
-    # without it, and a mismatch was measured to wreck the detector (benchmarks/encoder_loss.py).
-    # The shared-gate injection at lr 5e-3, as this test was measured with: on this random base the fusion
-    # layer-scale is 1.0 (the shipped model's is 0.006-0.011), and the default branch, added after it at full weight,
-    # is unstable here (measured in this test: lr 5e-3 loss 20 -> 33, 2e-2 20 -> 18, 1e-1 a blow-up to 369). What
-    # tuning with the default method does is tested on the shipped model (tests/sdpt/test_quality.py); the branch's
-    # mechanics in tests/sdpt/detector/test_fusion.py.
-    prompt = build_method("sdpt", warm_detector, {"injection": "shared_gate"})
-    result = tune(warm_detector, new_words, prompt, TrainConfig(steps=200, batch_size=4, encoder_loss=False,
-                                                                lr=5e-3))
+    zero_shot = evaluate(shipped_detector, new_words)
+    # One batch of all four images, so the loss curve is deterministic.
+    prompt = build_method("sdpt", shipped_detector)
+    result = tune(shipped_detector, new_words, prompt, TrainConfig(steps=60, batch_size=4))
     losses = [h.loss for h in result.history]
-    assert sum(losses[-10:]) < 0.9 * sum(losses[:10]), losses
-    tuned = evaluate(warm_detector, new_words, prompt)
-    assert tuned["per_class"] != zero_shot["per_class"], (zero_shot, tuned)
-    assert evaluate(warm_detector, new_words) == zero_shot  # nothing of the prompt stays attached
+    assert sum(losses[-10:]) < 0.6 * sum(losses[:10]), losses
+    tuned = evaluate(shipped_detector, new_words, prompt)
+    assert tuned["map"] > zero_shot["map"] + 0.3, (zero_shot, tuned)
+    assert evaluate(shipped_detector, new_words) == zero_shot  # nothing of the prompt stays attached
 
 
 def test_progress_and_cancel_callbacks(detector, shapes_set):
