@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         if prompted:
             sub.add_argument("--prompt", default=None, help="prompt directory written by 'tune'")
             sub.add_argument("--json", action="store_true", help="print one JSON object")
+            sub.add_argument("--route", choices=["routed", "all-prompted"], default="routed",
+                             help="'routed' (default): each class by the model the prompt's routing names (classes "
+                                  "the prompt was not tuned with: zero-shot); 'all-prompted': every class prompted")
 
     tune = commands.add_parser("tune", help="tune a prompt on a COCO-labelled few-shot set")
     common(tune)
@@ -56,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--weight-decay", type=float, default=0.0,
                       help="AdamW weight decay; 0.25 (GLIP's) keeps more of what the base model knew about other "
                            "class names, at some cost on yours (BENCHMARKS.md, forgetting)")
+    tune.add_argument("--route-min-boxes", type=int, default=None,
+                      help="classes with fewer training boxes are detected zero-shot (default: TrainConfig's)")
+    tune.add_argument("--distill-weight", type=float, default=None,
+                      help="weight of the zero-shot teacher for classes without boxes (0 = off; default: TrainConfig's)")
+    tune.add_argument("--unlabelled-negatives", action="store_true",
+                      help="treat classes with no box in the training set as absent from every image (the old loss)")
+    tune.add_argument("--val-annotations", default=None,
+                      help="COCO JSON of validation images (in --val-images): keep the best step's prompt on them")
+    tune.add_argument("--val-images", default=None, help="directory of the validation images")
     tune.add_argument("--augment", action="store_true",
                       help="also train on each image mirrored and zoomed out (see BENCHMARKS.md before using it)")
 
@@ -93,6 +105,14 @@ def run_tune(args) -> int:
         config.lr = args.lr
     if args.batch_size is not None:
         config.batch_size = args.batch_size
+    if args.route_min_boxes is not None:
+        config.route_min_boxes = args.route_min_boxes
+    if args.distill_weight is not None:
+        config.distill_weight = args.distill_weight
+    config.unlabelled_negatives = args.unlabelled_negatives
+    validation = None
+    if args.val_annotations is not None:
+        validation = load_coco(args.val_annotations, args.val_images or args.images)
     every = max(1, args.steps // 20)
 
     def progress(info):
@@ -100,10 +120,14 @@ def run_tune(args) -> int:
             logger.info("step %d/%d  loss %.4f  lr %.2e  %.1fs elapsed  eta %.1fs",
                         info.step, info.total_steps, info.loss, info.lr, info.elapsed_s, info.eta_s)
 
-    result = tune(detector, dataset, prompt, config, on_step=progress)
+    result = tune(detector, dataset, prompt, config, on_step=progress, validation=validation)
     out = save_prompt(prompt, args.out, dataset.class_names,
                       extra={"train": {"steps": len(result.history), "final_loss": result.history[-1].loss,
-                                       "seconds": round(result.seconds, 2)}})
+                                       "seconds": round(result.seconds, 2), "kept_step": result.best_step,
+                                       "validation": result.validation}})
+    zero_shot = [name for name, entry in prompt.routing.classes.items() if entry.route != "prompt"]
+    if zero_shot:
+        logger.info("detected zero-shot (too few training boxes): %s", ", ".join(zero_shot))
     logger.info("prompt written to %s", out)
     return 0
 
@@ -131,7 +155,7 @@ def run_detect(args) -> int:
     else:
         raise ClassPromptError("no classes given; pass --classes \"a,b\" (or --prompt with a tuned prompt)")
     found = detect_many(detector, args.images, class_names, [prompt], threshold=args.threshold,
-                        batch_size=args.batch_size or 4,
+                        batch_size=args.batch_size or 4, routed=args.route == "routed",
                         on_batch=lambda done, total: logger.info("detected %d/%d images", done, total))[0]
     if args.json:
         print(json.dumps({"images": [{"image": str(path), "detections": d.to_list()}
@@ -150,14 +174,21 @@ def run_eval(args) -> int:
 
     dataset = load_coco(args.annotations, args.images)
     detector, prompt, _ = _load_with_prompt(args)
-    metrics = evaluate(detector, dataset, prompt, batch_size=args.batch_size or 4,
+    routed = args.route == "routed"
+    metrics = evaluate(detector, dataset, prompt, batch_size=args.batch_size or 4, routed=routed,
                        on_batch=lambda done, total: logger.info("detected %d/%d images", done, total))
+    routes = {}
+    if prompt is not None:
+        routes = {name: (prompt.routing.route_of(name) if routed and prompt.routing is not None else "prompt")
+                  for name in dataset.class_names}
+        metrics["routes"] = routes
     if args.json:
         print(json.dumps(metrics, ensure_ascii=False))
     else:
         print(f"mAP@[.5:.95] {metrics['map']:.4f}   mAP@.5 {metrics['map50']:.4f}   mAP@.75 {metrics['map75']:.4f}")
         for name, value in metrics["per_class"].items():
-            print(f"  {name}: AP {value:.4f}")
+            route = f"  ({routes[name]})" if routes else ""
+            print(f"  {name}: AP {value:.4f}{route}")
     return 0
 
 

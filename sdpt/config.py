@@ -93,6 +93,21 @@ class TrainConfig:
         "help": "also train on each image mirrored and zoomed out to 3/4 (sdpt/augment.py); off by default: the "
                 "SDPT ablation in BENCHMARKS.md measured it"})
     cache: bool = field(default=True, metadata={"help": "cache the prompt-independent prefix per batch"})
+    unlabelled_negatives: bool = field(default=False, metadata={
+        "help": "True: a class with no box anywhere in the training set is a negative in every image (as before "
+                "2026-12-02); False: nobody labelled it yet, so it gives no negative signal and is held to the "
+                "zero-shot teacher instead"})
+    distill_weight: float = field(default=10.0, metadata={
+        "help": "weight of the cached zero-shot teacher's term for classes without boxes (0 = off). The term is a "
+                "mean over every held (position, token) pair, most of them near 0, so it needs a large weight: on the "
+                "shipped model, 30 steps moved an unlabelled class's top scores by 0.17 with weight 0, 0.15 with 1, "
+                "0.022 with 10 and 0.020 with 100 (the old loss: 0.25; tests/sdpt/test_unlabelled.py's setting)"})
+    route_min_boxes: int = field(default=1, metadata={
+        "help": "classes with fewer confirmed training boxes are detected zero-shot (sdpt/routing.py); 0 = every "
+                "class prompted"})
+    validate_every: int = field(default=20, metadata={
+        "help": "with a validation set passed to tune(): score the prompt every this many steps (and before the "
+                "first) and keep the best one (early stopping)"})
     checkpointing: bool = field(default=False, metadata={
         "help": "recompute encoder/decoder activations during backward instead of keeping them: less peak memory, "
                 "slower steps (figures in BENCHMARKS.md)"})
@@ -103,6 +118,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.distill_weight < 0 or self.route_min_boxes < 0 or self.validate_every < 1:
+            raise ConfigError("distill_weight and route_min_boxes must be 0 or more, validate_every at least 1")
         if not 0 <= self.weight_decay < 10:
             raise ConfigError(f"weight decay must be in [0, 10), got {self.weight_decay} (0.25 is GLIP's)")
 

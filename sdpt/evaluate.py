@@ -5,6 +5,7 @@ import contextlib
 import io
 import logging
 
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -57,17 +58,41 @@ def evaluate_detections(dataset: FewShotSet, detections: list[Detections]) -> di
     return coco_map(to_coco(dataset), detections_to_coco(dataset, detections))
 
 
-def evaluate(detector, dataset: FewShotSet, prompt=None, batch_size: int = 4, on_batch=None) -> dict:
-    """COCO metrics of the detector (prompted if `prompt` is given) on every image of `dataset`."""
+def evaluate(detector, dataset: FewShotSet, prompt=None, batch_size: int = 4, on_batch=None,
+             routed: bool = True) -> dict:
+    """COCO metrics of the detector (prompted if `prompt` is given, each class by the model its routing names unless
+    `routed=False`) on every image of `dataset`."""
     from sdpt.inference import detect_many
 
     images = [sample.path for sample in dataset.samples]
     detections = detect_many(detector, images, dataset.class_names, [prompt], threshold=0.0, top_k=100,
-                             batch_size=batch_size, on_batch=on_batch)[0]
+                             batch_size=batch_size, on_batch=on_batch, routed=routed)[0]
     metrics = evaluate_detections(dataset, detections)
     metrics["images"] = len(dataset)
     metrics["boxes"] = dataset.num_boxes()
     return metrics
 
 
-__all__ = ["coco_map", "detections_to_coco", "evaluate", "evaluate_detections"]
+def evaluate_routes(detector, dataset: FewShotSet, prompt, batch_size: int = 4, on_batch=None) -> dict:
+    """Metrics of the zero-shot model, of the prompt with every class prompted, and of the prompt as routed, from one
+    detection pass that shares the prompt-independent work: {"zero-shot", "prompted", "routed"} -> metrics, plus the
+    detections of each under "detections"."""
+    from sdpt.inference import detect_many, routed_detections
+
+    images = [sample.path for sample in dataset.samples]
+    zero, tuned = detect_many(detector, images, dataset.class_names, [None, prompt], threshold=0.0, top_k=100,
+                              batch_size=batch_size, on_batch=on_batch, routed=False)
+    if prompt.routing is None:
+        routed = tuned
+    else:
+        mask = torch.tensor(prompt.routing.prompted_mask(dataset.class_names), dtype=torch.bool)
+        routed = [routed_detections(z, t, mask) for z, t in zip(zero, tuned)]
+    detections = {"zero-shot": zero, "prompted": tuned, "routed": routed}
+    report = {name: evaluate_detections(dataset, found) for name, found in detections.items()}
+    for metrics in report.values():
+        metrics["images"], metrics["boxes"] = len(dataset), dataset.num_boxes()
+    report["detections"] = detections
+    return report
+
+
+__all__ = ["coco_map", "detections_to_coco", "evaluate", "evaluate_detections", "evaluate_routes"]

@@ -1,4 +1,5 @@
-"""Detection with or without a prompt: class lists split over prompts, results merged per image."""
+"""Detection with or without a prompt: class lists split over prompts, results merged per image, and each class
+answered by the model its prompt's routing names (sdpt/routing.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -28,14 +29,64 @@ def _merge(parts: list[Detections], chunks: list[list[int]], class_names: list[s
     return Detections(boxes[order], classes[order], scores[order], list(class_names))
 
 
+def _keep_classes(found: Detections, keep: torch.Tensor) -> Detections:
+    chosen = keep[found.classes] if len(found) else torch.zeros(0, dtype=torch.bool)
+    return Detections(found.boxes[chosen], found.classes[chosen], found.scores[chosen], found.class_names)
+
+
+def routed_detections(zero_shot: Detections, prompted: Detections, prompted_mask: torch.Tensor) -> Detections:
+    """Each class's detections from the model it is routed to, ranked together by score. Not cut to top-k again:
+    each class keeps exactly the detections its own model gave it, so COCO AP (per class) of a routed class is the
+    AP of its model."""
+    parts = [_keep_classes(zero_shot, ~prompted_mask), _keep_classes(prompted, prompted_mask)]
+    boxes = torch.cat([p.boxes for p in parts])
+    scores = torch.cat([p.scores for p in parts])
+    classes = torch.cat([p.classes for p in parts])
+    order = scores.argsort(descending=True)
+    return Detections(boxes[order], classes[order], scores[order], list(prompted.class_names))
+
+
+def route_plan(prompts: Sequence[PromptMethod | None], class_names: list[str], routed: bool = True):
+    """(models to run, and per requested prompt: (index of its prompted run or None, prompted mask or None)).
+
+    A prompt whose classes all go to the prompt runs as itself (no extra cost); one whose classes all go to zero-shot
+    is answered by the zero-shot run; a mixed one needs both runs, which share the prompt-independent work."""
+    runs: list[PromptMethod | None] = []
+
+    def run_index(model) -> int:
+        for k, known in enumerate(runs):
+            if known is model:
+                return k
+        runs.append(model)
+        return len(runs) - 1
+
+    plan = []
+    for prompt in prompts:
+        mask = None
+        if prompt is not None and routed and prompt.routing is not None:
+            mask = torch.tensor(prompt.routing.prompted_mask(class_names), dtype=torch.bool)
+        if prompt is None or (mask is not None and not bool(mask.any())):
+            plan.append((run_index(None), None))
+        elif mask is None or bool(mask.all()):
+            plan.append((run_index(prompt), None))
+        else:
+            plan.append((run_index(prompt), mask))
+            run_index(None)
+    return runs, plan
+
+
 @torch.no_grad()
 def detect_many(detector, images: Sequence, class_names: list[str], prompts: Sequence[PromptMethod | None],
                 threshold: float = 0.3, top_k: int = 100, batch_size: int = 4,
-                on_batch: Callable[[int, int], None] | None = None) -> list[list[Detections]]:
+                on_batch: Callable[[int, int], None] | None = None, routed: bool = True) -> list[list[Detections]]:
     """Detections of every image for each entry of `prompts` (None = zero-shot), sharing prompt-independent work.
 
-    Returns one list per prompt, each with one `Detections` per image.
+    A prompt with a routing answers each class with the model its route names (`routed=False`: every class
+    prompted). Returns one list per prompt, each with one `Detections` per image.
     """
+    requested = prompts
+    prompts, plan = route_plan(requested, class_names, routed)
+    zero_run = next((k for k, p in enumerate(prompts) if p is None), None)
     detector.model.eval()
     for prompt in prompts:
         if prompt is not None:
@@ -73,7 +124,13 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
             results[k] += [_merge(parts, chunks, class_names, top_k) for parts in per_prompt[k]]
         if on_batch is not None:
             on_batch(min(start + batch_size, len(images)), len(images))
-    return results
+    answers = []
+    for run, mask in plan:
+        if mask is None:
+            answers.append(results[run])
+        else:
+            answers.append([routed_detections(zero, tuned, mask) for zero, tuned in zip(results[zero_run], results[run])])
+    return answers
 
 
 def detect(detector, images: Sequence, class_names: list[str], prompt: PromptMethod | None = None,

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from sdpt.config import ConfigError, to_dict
 from sdpt.methods import METHODS, PromptMethod, build_method
+from sdpt.routing import Routing, RoutingError
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +19,9 @@ CONFIG_NAME = "prompt_config.json"
 WEIGHTS_NAME = "prompt.safetensors"
 # 1: fusion methods acted through the shared-softmax gate (no 'injection' option existed).
 # 2: fusion methods record their 'injection'; the default became 'branch'.
-FORMAT_VERSION = 2
+# 3: a 'routing' entry says which model answers for each class (sdpt/routing.py); older files route every class
+#    to the prompt, as they always did.
+FORMAT_VERSION = 3
 
 
 class PromptFileError(ValueError):
@@ -39,6 +42,8 @@ def save_prompt(prompt: PromptMethod, directory: str | Path, class_names: list[s
         "trainable_parameters": prompt.trainable_parameters(),
         **(extra or {}),
     }
+    if prompt.routing is not None:
+        config["routing"] = prompt.routing.to_dict()
     # save_model drops tied duplicates (full fine-tuning shares box heads); non-persistent buffers are not saved.
     save_model(prompt, str(directory / WEIGHTS_NAME), metadata={"method": prompt.name})
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -98,8 +103,24 @@ def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:
         raise PromptFileError(f"{directory / WEIGHTS_NAME} cannot be read as safetensors ({error})") from error
     except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
         raise PromptFileError(f"{directory / WEIGHTS_NAME} does not match its config ({error})") from error
+    if config.get("routing") is not None:
+        try:
+            prompt.routing = Routing.from_dict(config["routing"])
+        except RoutingError as error:
+            raise PromptFileError(f"{directory / CONFIG_NAME}: {error}") from error
     prompt.eval()
     return prompt, config
+
+
+def save_routing(directory: str | Path, routing: Routing) -> None:
+    """Rewrite only the routing of a saved prompt (a person's override, or routes chosen on held-out images)."""
+    path = Path(directory) / CONFIG_NAME
+    config = read_prompt_config(directory)
+    config["routing"] = routing.to_dict()
+    config["format_version"] = max(int(config.get("format_version", 1)), 3)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    temporary.replace(path)  # atomic: a reader sees the old file or the new one
 
 
 STATE_NAME = "tune_state.safetensors"

@@ -17,7 +17,10 @@ from sdpt.augment import with_views
 from sdpt.config import TrainConfig
 from sdpt.data import DataError, FewShotSet
 from sdpt.detector import EncodedBatch, PrefixCache, activation_checkpointing, detection_loss, encode_batch, split_class_names
+from sdpt.early_stopping import EarlyStopping
 from sdpt.methods import PromptMethod
+from sdpt.routing import by_box_count
+from sdpt.unlabelled import box_counts, prepare_targets, unlabelled_classes
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class TuneResult:
     cancelled: bool
     seconds: float
     state: TuneState | None = None  # set when the run paused before its last step (resume with `resume=`)
+    validation: list[tuple[int, float]] = field(default_factory=list)  # (step, validation mAP) with early stopping
+    best_step: int | None = None  # the step whose prompt was kept (early stopping), else None
 
     @property
     def finished(self) -> bool:
@@ -96,7 +101,7 @@ def _schedule(config: TrainConfig):
 def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfig | None = None,
          on_step: Callable[[StepInfo], None] | None = None,
          should_stop: Callable[[], bool] | None = None, resume: TuneState | None = None,
-         max_seconds: float | None = None) -> TuneResult:
+         max_seconds: float | None = None, validation: FewShotSet | None = None) -> TuneResult:
     """Train `prompt`'s parameters on `dataset` with the detector frozen; return the prompt and the loss history.
 
     Batches are drawn once (seeded) and kept for the whole run, their order shuffled each epoch, so the
@@ -105,11 +110,21 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     Chunked runs (for time-limited GPU calls): `max_seconds` pauses after the step that crosses it and returns a
     `state`; `tune(..., resume=state)` on the same prompt goes on exactly where it stopped (same batches, order,
     schedule and optimizer moments), so chunks give the same prompt as one run.
+
+    Classes with no box in `dataset` give no negative signal (unless `config.unlabelled_negatives`) and are held
+    to the cached zero-shot teacher (`config.distill_weight`). With a `validation` set the prompt is scored every
+    `config.validate_every` steps and before the first, and the best one is kept (not with chunked runs). The
+    prompt comes back with a routing by training boxes (`config.route_min_boxes`, sdpt/routing.py).
     """
     config = config or TrainConfig()
     config.validate()
     if dataset.num_boxes() == 0:
         raise DataError("the training set has no boxes; label at least one object before tuning")
+    if validation is not None and (resume is not None or max_seconds is not None):
+        raise DataError("early stopping (a validation set) works on whole runs only, not chunked ones")
+    if validation is not None and validation.num_boxes() == 0:
+        validation = None  # nothing to score on: train the full schedule
+    counts = box_counts(dataset)
     seed_everything(config.seed)
     detector.freeze()
     images = [sample.load() for sample in dataset.samples]
@@ -119,12 +134,15 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
         dataset, images = with_views(dataset, images)
     items = training_items(detector, dataset, prompt.context_tokens)
     order = torch.randperm(len(items)).tolist()
-    batches = [_encode_items(detector, dataset, [items[i] for i in order[s:s + config.batch_size]], images,
-                             prompt.context_tokens) for s in range(0, len(order), config.batch_size)]
+    groups_of_items = [[items[i] for i in order[s:s + config.batch_size]] for s in range(0, len(order), config.batch_size)]
+    batches = [_encode_items(detector, dataset, group, images, prompt.context_tokens) for group in groups_of_items]
     cache = None
     if config.cache and prompt.cacheable:
         cache = PrefixCache(detector, prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,
                             max_entries=len(batches))
+    unlabelled = set() if config.unlabelled_negatives else unlabelled_classes(dataset)
+    targets = prepare_targets(detector, batches, [[chunk for _, chunk in group] for group in groups_of_items],
+                              unlabelled, with_teacher=config.distill_weight > 0, cache=cache)
     lr = config.lr if config.lr is not None else prompt.default_lr
     groups = prompt.param_groups(lr)
     parameters = [p for group in groups for p in group["params"]]
@@ -148,6 +166,11 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
             epoch_order.pop()
         first_step = resume.step
     paused = None
+    # routed as it will be used, so that early stopping scores what the user gets
+    prompt.routing = by_box_count(dataset.class_names, counts, config.route_min_boxes)
+    stopping = EarlyStopping(validation, config.validate_every) if validation is not None else None
+    if stopping is not None:
+        stopping.score(detector, prompt, first_step)
     prompt.train()
     checkpointing = (activation_checkpointing(detector, prompt.first_prompted_layer) if config.checkpointing
                      else contextlib.nullcontext())
@@ -163,13 +186,15 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
                 break
             if not epoch_order:
                 epoch_order = torch.randperm(len(batches)).tolist()
-            batch = batches[epoch_order.pop()]
+            index = epoch_order.pop()
+            batch = batches[index]
             replay = cache.replay(batch.inputs) if cache is not None else contextlib.nullcontext()
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
             with replay, autocast:
                 outputs = detector.model(**batch.inputs)
                 loss, parts = detection_loss(detector, outputs, batch, aux_loss=config.aux_loss,
-                                             encoder_loss=config.encoder_loss)
+                                             encoder_loss=config.encoder_loss, silent_tokens=targets[index].silent,
+                                             teacher=targets[index].teacher, distill_weight=config.distill_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -183,5 +208,17 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
             history.append(info)
             if on_step is not None:
                 on_step(info)
+            if stopping is not None and stopping.due(step + 1, config.steps):
+                prompt.detach()  # scoring attaches the prompt itself
+                try:
+                    stopping.score(detector, prompt, step + 1)
+                finally:
+                    prompt.attach()
     prompt.eval()
-    return TuneResult(prompt, history, cancelled, time.perf_counter() - start, paused)
+    best = None
+    if stopping is not None and not cancelled:
+        stopping.restore_best(prompt)
+        best = stopping.best_step
+        logger.info("kept the prompt of step %d (validation mAP %.4f)", best, stopping.best_score)
+    return TuneResult(prompt, history, cancelled, time.perf_counter() - start, paused,
+                      stopping.scores if stopping is not None else [], best)

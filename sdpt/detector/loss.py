@@ -41,9 +41,13 @@ def decoder_predictions(detector, outputs, attention_mask: torch.Tensor):
     return torch.stack(classes), torch.stack(boxes)
 
 
-def _text_mask(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def _text_mask(logits: torch.Tensor, attention_mask: torch.Tensor, silent: torch.Tensor | None = None) -> torch.Tensor:
+    """Tokens the focal loss reads: the prompt's real tokens, less the `silent` ones (B, T) of each image."""
     mask = torch.zeros_like(logits, dtype=torch.bool)
-    mask[:, :, : attention_mask.shape[1]] = attention_mask.bool()[:, None, :]
+    valid = attention_mask.bool()
+    if silent is not None:
+        valid = valid & ~silent[:, : valid.shape[1]]
+    mask[:, :, : attention_mask.shape[1]] = valid[:, None, :]
     return mask
 
 
@@ -57,15 +61,22 @@ def _weighted(losses: dict[str, torch.Tensor], config) -> torch.Tensor:
     return total
 
 
-def detection_loss(detector, outputs, batch, aux_loss: bool = True, encoder_loss: bool = False):
-    """Total loss and its parts for `outputs` of the detector on `batch` (an `EncodedBatch` with labels)."""
+def detection_loss(detector, outputs, batch, aux_loss: bool = True, encoder_loss: bool = False,
+                   silent_tokens: torch.Tensor | None = None, teacher=None, distill_weight: float = 0.0):
+    """Total loss and its parts for `outputs` of the detector on `batch` (an `EncodedBatch` with labels).
+
+    silent_tokens: (B, T) True at tokens of classes whose absence from an image says nothing (no confirmed box in
+        the whole training set): the focal loss gives them no negative signal (federated loss, as Detic on LVIS).
+    teacher: cached zero-shot `TeacherTargets` for this batch; with `distill_weight` > 0 the prompted model's scores
+        at the teacher's held tokens are kept close to the frozen model's (`sdpt.detector.teacher`).
+    """
     config = detector.config
     attention_mask = batch.inputs["attention_mask"]
     matcher = GroundingDinoHungarianMatcher(
         class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost)
     criterion = PerImagePhraseLoss(matcher=matcher, focal_alpha=config.focal_alpha, losses=["labels", "boxes"])
     phrase_maps = [_pad_map(m, outputs.logits.shape[-1]) for m in batch.phrase_maps]
-    text_mask = _text_mask(outputs.logits, attention_mask)
+    text_mask = _text_mask(outputs.logits, attention_mask, silent_tokens)
     main = {"logits": outputs.logits, "pred_boxes": outputs.pred_boxes, "label_maps": phrase_maps, "text_mask": text_mask}
     if aux_loss:
         classes, boxes = decoder_predictions(detector, outputs, attention_mask)
@@ -80,9 +91,15 @@ def detection_loss(detector, outputs, batch, aux_loss: bool = True, encoder_loss
         logits = torch.gather(scores, 1, top.unsqueeze(-1).expand(-1, -1, scores.shape[-1]))
         coords = torch.gather(outputs.enc_outputs_coord_logits, 1, top.unsqueeze(-1).expand(-1, -1, 4)).sigmoid()
         encoder = {"logits": logits, "pred_boxes": coords, "label_maps": phrase_maps,
-                   "text_mask": _text_mask(logits, attention_mask)}
+                   "text_mask": _text_mask(logits, attention_mask, silent_tokens)}
         losses.update({k + "_enc": v for k, v in criterion(encoder, batch.labels).items()})
-    return _weighted(losses, config), {k: float(v.detach()) for k, v in losses.items()}
+    total = _weighted(losses, config)
+    if teacher is not None and distill_weight > 0:
+        from sdpt.detector.teacher import distillation_loss
+
+        losses["loss_distill"] = distillation_loss(detector, outputs, teacher)
+        total = total + distill_weight * losses["loss_distill"]
+    return total, {k: float(v.detach()) for k, v in losses.items()}
 
 
 def _pad_map(phrase_map: torch.Tensor, length: int) -> torch.Tensor:

@@ -23,6 +23,8 @@ class PromptMethod(nn.Module):
         self.detector = detector
         self.base_model_id = detector.model_id
         self.base_fingerprint = detector.fingerprint()  # taken before any training touches a weight
+        # which model answers for each class (sdpt/routing.py); None = every class prompted, as before routing
+        self.routing = None
 
     @property
     def first_prompted_layer(self) -> int:

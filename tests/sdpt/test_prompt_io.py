@@ -82,3 +82,27 @@ def test_a_prompt_from_a_newer_release_is_refused_with_what_to_do(saved):
     (directory / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(PromptFileError, match="update the app"):
         load_prompt(directory, detector=None)
+
+
+def test_routing_is_saved_and_an_older_file_routes_every_class_to_the_prompt(detector, shapes_set, saved, tmp_path):
+    from sdpt.prompt_io import FORMAT_VERSION, save_routing
+    from sdpt.routing import PROMPTED, ZERO_SHOT, by_box_count
+
+    prompt, directory = saved  # saved without a routing, as files before format 3 were
+    loaded, config = load_prompt(directory, detector)
+    assert loaded.routing is None and "routing" not in config  # every class prompted, exactly as before
+    prompt.routing = by_box_count(shapes_set.class_names, [3, 0])
+    routed_dir = save_prompt(prompt, tmp_path / "routed", shapes_set.class_names)
+    loaded, config = load_prompt(routed_dir, detector)
+    assert config["format_version"] == FORMAT_VERSION == 3
+    assert [loaded.routing.route_of(n) for n in shapes_set.class_names] == [PROMPTED, ZERO_SHOT]
+    loaded.routing.override(shapes_set.class_names[1], PROMPTED)
+    save_routing(routed_dir, loaded.routing)
+    again, _ = load_prompt(routed_dir, detector)
+    assert again.routing.route_of(shapes_set.class_names[1]) == PROMPTED and again.routing.entry(
+        shapes_set.class_names[1]).overridden
+    broken = json.loads((routed_dir / CONFIG_NAME).read_text())
+    broken["routing"]["classes"][shapes_set.class_names[0]]["route"] = "maybe"
+    (routed_dir / CONFIG_NAME).write_text(json.dumps(broken))
+    with pytest.raises(PromptFileError, match="routes are"):
+        load_prompt(routed_dir, detector)
