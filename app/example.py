@@ -29,15 +29,17 @@ DESCRIPTION = """**Example project** (made on this machine from the app's synthe
 {train} training images are labelled, {unlabelled} are not, and {heldout} labelled held-out images measure progress.
 
 **What to do next**
-1. **3 · Tune**: press *Tune* (a few hundred steps; fewer to try it quickly). The new prompt is scored on the
-   held-out images and appears on the learning curve.
+1. **3 · Tune**: press *Tune* (a few hundred steps; fewer to try it quickly). The prompt of the best step on the
+   held-out images is kept, each class is answered by whichever model (the prompt or zero-shot) did better on them,
+   and the prompt appears on the learning curve beside the zero-shot model's line. **5 · Evaluate** shows each
+   class's route and both models' AP.
 2. **2b · Review**: press *Pre-annotate all* with the latest prompt; the model suggests boxes on the
    {unlabelled} unlabelled images.
 3. Review them: *Next to review* (R) opens the most uncertain image first; **A** accepts all suggestions, **Y** / **X**
    accept / reject the highlighted one; move or delete suggestions and draw missed boxes, then press **V**
    to accept it as edited.
-4. Back in **3 · Tune**, tick *Continue from the latest prompt* and tune again: the learning curve shows held-out
-   mAP rise as confirmed boxes grow.
+4. Back in **3 · Tune**, tick *Continue from the latest prompt* and tune again: the learning curve shows how
+   held-out mAP moves as confirmed boxes grow, against the dashed zero-shot line.
 """
 
 

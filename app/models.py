@@ -180,4 +180,7 @@ class PromptRecord(Base):
     heldout_map: Mapped[float | None] = mapped_column(Float, nullable=True)
     heldout_map50: Mapped[float | None] = mapped_column(Float, nullable=True)
     heldout_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the zero-shot model on the same held-out images: the learning curve's reference line
+    zero_shot_map: Mapped[float | None] = mapped_column(Float, nullable=True)
+    zero_shot_map50: Mapped[float | None] = mapped_column(Float, nullable=True)
     project: Mapped[Project] = relationship(back_populates="prompts")

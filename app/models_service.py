@@ -87,9 +87,11 @@ class ModelService:
         return self.detector.fingerprint()
 
     def prompt(self, directory: Path):
-        from sdpt.prompt_io import load_prompt
+        from sdpt.prompt_io import CONFIG_NAME, load_prompt
 
-        key = str(directory)
+        # the config's modification time is in the key: a route set by hand is read at the next call
+        config = Path(directory) / CONFIG_NAME
+        key = f"{directory}@{config.stat().st_mtime_ns if config.is_file() else 0}"
         if key not in self._prompt_cache:
             prompt, _config = load_prompt(directory, self.detector)
             self._prompt_cache = {key: prompt}  # the latest prompt is what pre-annotation uses
@@ -112,6 +114,14 @@ class ModelService:
         with self.lock:
             return detect_both(self.detector, images, class_names, self.prompt(prompt_dir), threshold=threshold,
                                top_k=top_k)
+
+    @gpu(duration=120)
+    def evaluate_routes(self, dataset, prompt_dir: Path) -> dict:
+        """Zero-shot, every-class-prompted and routed metrics on `dataset` from one shared detection pass."""
+        from sdpt.evaluate import evaluate_routes
+
+        with self.lock:
+            return evaluate_routes(self.detector, dataset, self.prompt(prompt_dir))
 
     @gpu(duration=60)
     def cams(self, image, class_names: list[str], class_index: int, prompt_dir: Path):

@@ -9,6 +9,7 @@ import torch
 
 from app import store, suggestions
 from app.db import Database
+from app.heldout import heldout_dataset
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -106,24 +107,12 @@ def run_preannotate(database: Database, settings: Settings, detector, job_id: in
 
 
 def heldout_metrics(database: Database, settings: Settings, detector, project_id: int, prompt) -> dict | None:
-    """COCO mAP of `prompt` on the project's labelled held-out images (confirmed boxes), or None without any."""
-    from sdpt.data import FewShotSet, Sample
+    """COCO mAP of `prompt` (as routed; None = zero-shot) on the project's labelled held-out images, or None
+    without any."""
     from sdpt.evaluate import evaluate
 
     with database.session() as session:
-        names = [c.name for c in store.list_classes(session, project_id)]
-        index = {name.casefold(): k for k, name in enumerate(names)}
-        samples = []
-        for record in store.list_images(session, project_id):
-            if record.split != "heldout" or not (record.boxes or record.reviewed):
-                continue
-            kept = [b for b in record.boxes if b.label.name_key in index]
-            samples.append(Sample(store.image_file(settings.images_dir, record), record.width, record.height,
-                                  torch.tensor([[b.x0, b.y0, b.x1, b.y1] for b in kept],
-                                               dtype=torch.float32).reshape(-1, 4),
-                                  torch.tensor([index[b.label.name_key] for b in kept], dtype=torch.long),
-                                  image_id=record.id))
-    dataset = FewShotSet(names, samples)
-    if not samples or dataset.num_boxes() == 0:
+        dataset = heldout_dataset(session, settings.images_dir, project_id)
+    if not dataset.samples or dataset.num_boxes() == 0:
         return None
     return evaluate(detector, dataset, prompt, batch_size=BATCH_IMAGES)

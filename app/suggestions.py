@@ -269,12 +269,16 @@ def enqueue_preannotate(session: Session, project_id: int, prompt_id: int, thres
 
 # ---- the learning curve ------------------------------------------------------------------------------------
 
-def record_heldout(session: Session, prompt_id: int, confirmed_boxes: int, metrics: dict | None) -> PromptRecord:
+def record_heldout(session: Session, prompt_id: int, confirmed_boxes: int, scores: dict | None) -> PromptRecord:
+    """Store a prompt's held-out score as routed (the one number it is known by) and the zero-shot model's on the
+    same images (`scores` as app.heldout.route_and_score returns it; None: no held-out boxes)."""
     record = session.get(PromptRecord, prompt_id)
     record.confirmed_boxes = confirmed_boxes
-    if metrics is not None:
-        record.heldout_map, record.heldout_map50 = metrics["map"], metrics["map50"]
-        record.heldout_images = metrics.get("images")
+    if scores is not None:
+        routed, zero = scores["routed"], scores["zero-shot"]
+        record.heldout_map, record.heldout_map50 = routed["map"], routed["map50"]
+        record.heldout_images = routed.get("images")
+        record.zero_shot_map, record.zero_shot_map50 = zero["map"], zero["map50"]
     return record
 
 
@@ -285,5 +289,7 @@ def learning_curve(session: Session, project_id: int) -> list[dict]:
                                                          PromptRecord.heldout_map.is_not(None))
                               .order_by(PromptRecord.id))
     return [{"prompt_id": p.id, "confirmed_boxes": p.confirmed_boxes, "map": round(p.heldout_map, 4),
-             "map50": round(p.heldout_map50, 4)} for p in prompts]
+             "map50": round(p.heldout_map50, 4),
+             "zero_shot_map": None if p.zero_shot_map is None else round(p.zero_shot_map, 4),
+             "zero_shot_map50": None if p.zero_shot_map50 is None else round(p.zero_shot_map50, 4)} for p in prompts]
 

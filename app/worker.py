@@ -19,6 +19,8 @@ from sqlalchemy import select
 
 from app import store
 from app.db import Database
+from app.heldout import heldout_dataset, route_and_score, validation_split
+from app.suggestions import record_heldout
 from app.settings import Settings, build_parser, resolve
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,24 @@ def training_set(session, job, images_dir):
         samples.append(Sample(store.image_file(images_dir, record), record.width, record.height, boxes, classes,
                               image_id=record.id))
     return FewShotSet(list(job.class_names), samples)
+
+
+def done_message(result, final_loss, scores, validation_source: str, routing) -> str:
+    """The finished job's one line: time, loss, the step kept, the held-out score the prompt is known by (the same
+    number as the learning curve and the Evaluate tab) beside zero-shot's, and the classes answered zero-shot."""
+    parts = [f"done in {result.seconds:.0f} s; final loss {final_loss:.3f}"]
+    if result.best_step is not None:
+        parts.append(f"kept the prompt of step {result.best_step} (best on {validation_source})")
+    if scores is None:
+        parts.append("prompt saved (no labelled held-out images to score it on)")
+    else:
+        parts.append(f"prompt saved; held-out mAP {scores['routed']['map']:.3f} (mAP@.5 {scores['routed']['map50']:.3f})"
+                     f", zero-shot {scores['zero-shot']['map']:.3f}")
+    if routing is not None:
+        zero = [name for name, entry in routing.classes.items() if entry.route != "prompt"]
+        if zero:
+            parts.append(f"{len(zero)} of {len(routing.classes)} classes answered by the zero-shot model")
+    return "; ".join(parts)
 
 
 class Worker:
@@ -148,6 +168,7 @@ class Worker:
             with self.database.session() as session:
                 job = store.get_job(session, job_id)
                 dataset = training_set(session, job, self.settings.images_dir)
+                heldout = heldout_dataset(session, self.settings.images_dir, job.project_id)
                 method, steps, model_id, project_id = job.method, job.steps, job.model_id, job.project_id
                 warm_dir = None
                 if job.prompt_id is not None:
@@ -159,6 +180,9 @@ class Worker:
             # a warm retune starts from the saved prompt's weights, with a fresh optimizer and schedule
             prompt = load_prompt(warm_dir, detector)[0] if warm_dir is not None else build_method(method, detector)
             config = TrainConfig(steps=steps)
+            # early stopping needs whole runs: chunked (ZeroGPU) runs train the full schedule
+            train_set, validation, validation_source = (validation_split(dataset, heldout) if max_seconds is None
+                                                        else (dataset, None, "none (run in chunks)"))
             last = [0.0]
 
             def on_step(info):
@@ -176,8 +200,8 @@ class Worker:
                 with self.database.session() as session:
                     store.record_progress(session, job_id, 0, None, None,
                                           f"tuning {method} on {len(dataset)} images, {dataset.num_boxes()} boxes")
-            result = tune(detector, dataset, prompt, config, on_step=on_step, should_stop=cancel.is_set,
-                          resume=state, max_seconds=max_seconds)
+            result = tune(detector, train_set, prompt, config, on_step=on_step, should_stop=cancel.is_set,
+                          resume=state, max_seconds=max_seconds, validation=validation)
             if result.state is not None and not result.cancelled:
                 save_tune_state(paused_dir, prompt, result.state)
                 with self.database.session() as session:
@@ -191,18 +215,21 @@ class Worker:
                     store.finish_job(session, job_id, "cancelled",
                                      f"cancelled at step {len(result.history)}/{steps}; no prompt saved")
                 return
+            with self.database.session() as session:
+                store.record_progress(session, job_id, steps, result.history[-1].loss, 0.0,
+                                      "choosing each class's model on the held-out images")
+            scores = self._route_and_score(detector, result.prompt, heldout)
             relative = f"{project_id}/job-{job_id}"
             directory = save_prompt(result.prompt, self.settings.prompts_dir / relative, dataset.class_names,
-                                    extra={"job_id": job_id, "steps": steps})
+                                    extra={"job_id": job_id, "steps": steps, "kept_step": result.best_step,
+                                           "validation": validation_source})
             final_loss = result.history[-1].loss if result.history else None
             with self.database.session() as session:
                 job = store.get_job(session, job_id)
                 prompt_id = store.add_prompt(session, job, relative, read_prompt_config(directory), final_loss).id
-                store.record_progress(session, job_id, steps, final_loss, 0.0, "scoring the prompt on held-out images")
-            heldout = self._score_heldout(detector, project_id, prompt_id, result.prompt, dataset.num_boxes())
-            with self.database.session() as session:
-                store.finish_job(session, job_id, "done",
-                                 f"done in {result.seconds:.0f} s; final loss {final_loss:.3f}; prompt saved{heldout}")
+                record_heldout(session, prompt_id, dataset.num_boxes(), scores)
+                store.finish_job(session, job_id, "done", done_message(result, final_loss, scores, validation_source,
+                                                                       result.prompt.routing))
         except Exception as error:  # a failed job must never take the worker down
             logger.exception("job %d failed", job_id)
             with self.database.session() as session:
@@ -210,21 +237,14 @@ class Worker:
         finally:
             beat_stop.set()
 
-    def _score_heldout(self, detector, project_id: int, prompt_id: int, prompt, confirmed_boxes: int) -> str:
-        """Record the new prompt's held-out mAP for the learning curve; a failure here never fails the tune."""
-        from app.preannotate import heldout_metrics
-        from app.suggestions import record_heldout
-
+    def _route_and_score(self, detector, prompt, heldout) -> dict | None:
+        """Routes chosen on, and scores on, the held-out images; a failure here never fails the tune (the prompt
+        keeps the routes its training boxes gave it)."""
         try:
-            metrics = heldout_metrics(self.database, self.settings, detector, project_id, prompt)
+            return route_and_score(detector, prompt, heldout)
         except Exception:
-            logger.exception("held-out evaluation of prompt %d failed", prompt_id)
-            metrics, note = None, "; held-out evaluation failed (see the log)"
-        else:
-            note = "" if metrics is None else f"; held-out mAP {metrics['map']:.3f} (mAP@.5 {metrics['map50']:.3f})"
-        with self.database.session() as session:
-            record_heldout(session, prompt_id, confirmed_boxes, metrics)
-        return note
+            logger.exception("held-out routing and scoring failed")
+            return None
 
     def _preannotate(self, job_id: int, model_id: str, cancel: threading.Event) -> None:
         from app.preannotate import run_preannotate

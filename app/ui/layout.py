@@ -151,14 +151,21 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     zero_cam = gr.Image(label="Zero-shot looks here", interactive=False, elem_id="zero-shot-cam")
                     tuned_cam = gr.Image(label="Prompted looks here", interactive=False, elem_id="prompted-cam")
             with gr.Tab("5 · Evaluate", id="evaluate") as evaluate_tab:
-                gr.Markdown("COCO mAP of both models on the project's **held-out** images (mark some labelled images "
-                            "as held-out in tab 2). Click an image row to open it in the comparison view.")
+                gr.Markdown("COCO mAP on the project's **held-out** images (mark some labelled images as held-out in "
+                            "tab 2) of the zero-shot model, of the prompt with every class prompted, and of the prompt "
+                            "as routed: each class answered by the model its route names (set a route by hand below). "
+                            "Images are listed worst change first; click a row to open it in the comparison view.")
                 gr.Markdown(evaluation.OTHER_CLASSES_NOTE, elem_id="other-classes-note")
                 evaluate_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate")
                 evaluation_summary = gr.Markdown("", elem_id="evaluation-summary")
-                per_class = gr.Dataframe(headers=["class", "AP zero-shot", "AP prompted", "change"],
-                                         interactive=False, elem_id="per-class")
-                per_image = gr.Dataframe(headers=["image id", "image", "AP50 zero-shot", "AP50 prompted", "change",
+                per_class = gr.Dataframe(headers=evaluation.PER_CLASS_HEADERS, interactive=False,
+                                         elem_id="per-class")
+                with gr.Row():
+                    route_class = gr.Dropdown(label="Class", choices=[], interactive=True, elem_id="route-class")
+                    route_choice = gr.Radio(["prompt", "zero-shot"], value="zero-shot", label="Answered by",
+                                            elem_id="route-choice")
+                    route_button = gr.Button("Set route for this prompt", elem_id="set-route")
+                per_image = gr.Dataframe(headers=["image id", "image", "AP50 zero-shot", "AP50 as routed", "change",
                                                   ""], interactive=False, elem_id="per-image")
             with gr.Tab("6 · Import / export", id="exchange"):
                 with gr.Row():
@@ -361,12 +368,22 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             try:
                 report = evaluation.evaluate_project(ctx, project_id, prompt_id)
             except Exception as error:
-                return from_error_text(error), [], []
+                return from_error_text(error), [], [], gr.skip()
             return (evaluation.summary_markdown(report), evaluation.per_class_rows(report),
-                    evaluation.per_image_rows(ctx, report))
+                    evaluation.per_image_rows(ctx, report), gr.Dropdown(choices=list(report["routes"])))
+        evaluate_outputs = [evaluation_summary, per_class, per_image, route_class]
         evaluate_button.click(signed_in(ctx, on_evaluate),
-                              [project, prompt_pick], [evaluation_summary, per_class, per_image],
-                              api_visibility="private")
+                              [project, prompt_pick], evaluate_outputs, api_visibility="private")
+
+        def on_set_route(ctx, project_id, prompt_id, class_name, route):
+            try:
+                note = evaluation.set_route(ctx, project_id, prompt_id, class_name, route)
+            except Exception as error:
+                return from_error_text(error), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            summary, rows, images, classes = on_evaluate(ctx, project_id, prompt_id)
+            return note, summary, rows, images, classes
+        route_button.click(signed_in(ctx, on_set_route), [project, prompt_pick, route_class, route_choice],
+                           [status, *evaluate_outputs], api_visibility="private")
 
         def open_in_compare(event: gr.SelectData):
             row = event.row_value or []

@@ -223,7 +223,8 @@ def test_ui_handlers_refuse_another_users_project(team_app, tmp_path):
     with context.database.session() as session:  # a learning-curve point, as a tune with held-out images records
         from app import suggestions
 
-        suggestions.record_heldout(session, prompt, 1, {"map": 0.25, "map50": 0.5, "images": 1})
+        suggestions.record_heldout(session, prompt, 1, {"routed": {"map": 0.25, "map50": 0.5, "images": 1},
+                                                     "zero-shot": {"map": 0.2, "map50": 0.4}})
     assert learning_curve.points(as_bob, project) == [] and len(learning_curve.points(as_alice, project)) == 1
     assert review_tab.description_markdown(as_bob, project) == ""
     value, _revision, _info = review.editor_value(as_alice, image)  # the owner's editor: a hashed cache copy

@@ -44,9 +44,9 @@ def _curve_rows(page, rows):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        # five numeric cells per point (the headers hold none)
+        # six numeric cells per point (the headers hold none): version, id, boxes, mAP, mAP@.5, zero-shot mAP
         page.wait_for_function("(n) => (document.querySelector('#learning-curve')?.innerText || '').split(/\\s+/)"
-                               ".filter(t => /^-?\\d+(\\.\\d+)?$/.test(t)).length === 5 * n", arg=rows,
+                               ".filter(t => /^-?\\d+(\\.\\d+)?$/.test(t)).length === 6 * n", arg=rows,
                                timeout=60_000)
     except PlaywrightTimeout:
         shot(page, "failed-wait")
@@ -77,7 +77,22 @@ def test_the_loop_on_the_example_project(loop_app, page):
     wait_for_status(page, "queued tuning job")
     _wait_job_done(page, context, project_id, 1)
     _curve_rows(page, 1)
+    page.locator("#curve-plot img").first.wait_for()  # the plot (matplotlib: points, and the zero-shot line)
     shot(page, "loop-02-tuned")
+    with context.database.session() as session:
+        (point,) = suggestions.learning_curve(session, project_id)
+    # the first prompt, as routed, is never below zero-shot on the held-out images that chose its routes
+    assert point["map"] >= point["zero_shot_map"] - 1e-9, point
+
+    # the Evaluate tab names the prompt, gives the curve's number, and shows each class's route and both APs
+    page.get_by_role("tab", name="5 · Evaluate").click()
+    page.locator("#evaluate").click()
+    page.locator("#evaluation-summary").get_by_text(f"prompt {point['prompt_id']}").wait_for(timeout=120_000)
+    assert f"{point['map']:.3f}" in page.locator("#evaluation-summary").inner_text()
+    per_class = page.locator("#per-class").inner_text()
+    assert "answered by" in per_class and "AP zero-shot" in per_class and "AP prompted" in per_class
+    assert ("zero-shot" in per_class.split("answered by", 1)[1]) or ("prompt" in per_class.split("answered by", 1)[1])
+    shot(page, "loop-02b-evaluate-routes")
 
     page.get_by_role("tab", name="2b · Review").click()
     page.locator("#preannotate-all").click()

@@ -101,7 +101,7 @@ def test_evaluation_equals_pycocotools_on_the_exported_file(project, tmp_path):
     heldout = {image["id"] for image in data["images"] if image["split"] == "heldout"}
     data["images"] = [image for image in data["images"] if image["id"] in heldout]
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in heldout]
-    for name in ("zero-shot", "prompted"):
+    for name in ("zero-shot", "prompted", "routed"):
         with contextlib.redirect_stdout(io.StringIO()):
             truth = COCO()
             truth.dataset = data
@@ -114,7 +114,8 @@ def test_evaluation_equals_pycocotools_on_the_exported_file(project, tmp_path):
         assert report["metrics"][name]["map50"] == pytest.approx(max(by_hand.stats[1], 0.0), abs=1e-12)
     rows = evaluation.per_image_rows(context, report)
     assert {row[0] for row in rows} == set(ids[1:])
-    assert [row[4] for row in rows] == sorted((row[4] for row in rows), reverse=True)
+    assert [row[4] for row in rows] == sorted(row[4] for row in rows)  # worst first
+    assert f"prompt {prompt_id}" in evaluation.summary_markdown(report)  # names the prompt it scored
 
 
 def test_evaluation_without_heldout_boxes_says_what_to_do(project):

@@ -35,7 +35,9 @@ def test_the_loop_through_the_api(served_app):
     tuned = _wait(client, client.predict(project, DEFAULT_METHOD, 2, api_name="/tune")["job_id"])
     assert tuned["status"] == "done", tuned
     (first,) = client.predict(project, api_name="/learning_curve")["points"]
-    assert set(first) == {"prompt_id", "confirmed_boxes", "map", "map50"} and first["confirmed_boxes"] > 0
+    assert set(first) == {"prompt_id", "confirmed_boxes", "map", "map50", "zero_shot_map", "zero_shot_map50"}
+    assert first["confirmed_boxes"] > 0 and first["zero_shot_map"] is not None
+    assert "held-out mAP" in tuned["message"] and f"{first['map']:.3f}" in tuned["message"]  # one number per prompt
 
     with pytest.raises(Exception, match="between 0 and 1"):
         client.predict(project, -1, 0, api_name="/preannotate_all")

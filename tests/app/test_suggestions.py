@@ -194,9 +194,11 @@ def test_tuning_leaves_out_unlabelled_images_and_warm_start_checks_classes(datab
         with database.session() as session:
             store.enqueue_job(session, project_id, "text", 3, "tiny", warm_from=stale_id)
     with database.session() as session:
-        suggestions.record_heldout(session, stale_id, 7, {"map": 0.25, "map50": 0.5, "images": 3})
+        suggestions.record_heldout(session, stale_id, 7, {"routed": {"map": 0.25, "map50": 0.5, "images": 3},
+                                                           "zero-shot": {"map": 0.2, "map50": 0.4}})
         assert suggestions.learning_curve(session, project_id) == [
-            {"prompt_id": stale_id, "confirmed_boxes": 7, "map": 0.25, "map50": 0.5}]
+            {"prompt_id": stale_id, "confirmed_boxes": 7, "map": 0.25, "map50": 0.5, "zero_shot_map": 0.2,
+             "zero_shot_map50": 0.4}]
 
 
 def test_saving_the_review_editor_accepts_moved_rejects_deleted_and_keeps_the_rest(database, project):
