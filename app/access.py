@@ -26,7 +26,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.models import ClassLabel, ImageRecord, Project, ProjectShare, PromptRecord, Suggestion, TuningJob
-from app.store import StoreError
+from app.store import StoreError, id_in_range
 
 LEVELS = {"read": 0, "write": 1, "own": 2}
 ROLE_LEVEL = {"viewer": 0, "editor": 1, "owner": 2}
@@ -88,7 +88,8 @@ def require(session: Session, user: User | None, need: str, **ids) -> Project:
             continue
         what, model = KINDS[key]
         number = _as_id(value, key)
-        row = session.get(model, number)
+        # an id beyond the database's integer range names no row: the same answer as an unknown id
+        row = session.get(model, number) if id_in_range(number) else None
         owner = row if model is Project else _project_of(session, row)
         if owner is None or role_of(owner, user) is None or (project is not None and owner.id != project.id):
             raise AccessDenied(f"{what} {number} does not exist or is not shared with you; reload the page")

@@ -29,6 +29,7 @@ def build_app(settings: Settings, models: ModelService | None = None):
     worker = None
     demo = build_ui(context)
     if settings.worker and on_zero_gpu():
+        settings.stale_after_s = max(settings.stale_after_s, 600.0)
         # ZeroGPU lends the GPU only inside request handlers: a timer drives tuning in bounded chunks instead of a
         # background process; each chunk resumes the paused run exactly (sdpt.train.tune(resume=...)).
         chunk_worker = Worker(context.database, settings, worker_id=f"zerogpu:{os.getpid()}",

@@ -36,6 +36,9 @@ class Settings:
     users: dict[str, str] = field(default_factory=dict)  # user name -> scrypt hash (app/auth.py)
     oauth: bool = False  # Hugging Face sign-in (on a Space with hf_oauth: true)
     admin_user: str = DEFAULT_OWNER  # single-user mode's user; owns the projects of databases from before sign-in
+    # a running job whose worker sent no heartbeat for this long shows as interrupted to whoever asks (the worker's
+    # --stale-after; ZeroGPU's chunked runs pause between calls and use a longer one)
+    stale_after_s: float = 30.0
 
     @property
     def sign_in(self) -> str:

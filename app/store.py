@@ -2,6 +2,7 @@
 `StoreError` with a message that says what to do; nothing is written when one is raised."""
 from __future__ import annotations
 
+import math
 import unicodedata
 from datetime import timedelta
 from pathlib import Path
@@ -36,8 +37,15 @@ def clean_name(name: str, what: str) -> tuple[str, str]:
     return text, text.casefold()
 
 
+ID_RANGE = (-2**63, 2**63 - 1)  # what the databases' integer keys hold; an id outside it names no row
+
+
+def id_in_range(key: int) -> bool:
+    return ID_RANGE[0] <= key <= ID_RANGE[1]
+
+
 def _get(session: Session, model, key: int, what: str):
-    row = session.get(model, key) if key is not None else None
+    row = session.get(model, key) if key is not None and id_in_range(int(key)) else None
     if row is None:
         raise StoreError(f"that {what} no longer exists (deleted in another tab?); reload the page")
     return row
@@ -148,6 +156,7 @@ def delete_class(session: Session, class_id: int) -> tuple[str, int]:
 
 def add_image(session: Session, project_id: int, stored: StoredImage, split: str = "train") -> tuple[ImageRecord, bool]:
     """Add a stored image to a project; (record, True) when new, (existing record, False) when already there."""
+    _check_split(split)  # also for an image already there: a bad split is never ignored
     get_project(session, project_id)
     existing = session.scalar(select(ImageRecord).where(ImageRecord.project_id == project_id,
                                                         ImageRecord.sha256 == stored.sha256))
@@ -159,6 +168,10 @@ def add_image(session: Session, project_id: int, stored: StoredImage, split: str
     session.add(record)
     session.flush()
     return record, True
+
+
+def check_split(split: str) -> str:
+    return _check_split(split)
 
 
 def _check_split(split: str) -> str:
@@ -193,6 +206,29 @@ def delete_image(session: Session, image_id: int) -> str:
     return name
 
 
+def coordinate(value, what: str) -> float:
+    """One pixel coordinate from a user (page, API, HTTP): a finite number, never a bool, NaN or infinity, which
+    comparisons and clipping would otherwise turn into a made-up box."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise StoreError(f"{what} must be a number of pixels, not {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise StoreError(f"{what} must be a number of pixels, not {value!r}") from None
+    if not math.isfinite(number):
+        raise StoreError(f"{what} must be a finite number of pixels, not {value!r}")
+    return number
+
+
+def box_coordinates(box: dict, what: str) -> tuple[float, float, float, float]:
+    if not isinstance(box, dict):
+        raise StoreError(f"{what} must be an object with xmin, ymin, xmax, ymax")
+    missing = [k for k in ("xmin", "ymin", "xmax", "ymax") if k not in box]
+    if missing:
+        raise StoreError(f"{what} lacks {', '.join(missing)}")
+    return tuple(coordinate(box[k], f"{what}'s {k}") for k in ("xmin", "ymin", "xmax", "ymax"))
+
+
 def save_boxes(session: Session, image_id: int, boxes: list[dict], expected_revision: int | None = None,
                tolerance: float = 2.0, mark_reviewed: bool = True) -> ImageRecord:
     """Replace an image's boxes with `boxes` ({label, xmin, ymin, xmax, ymax} in pixels).
@@ -210,14 +246,13 @@ def save_boxes(session: Session, image_id: int, boxes: list[dict], expected_revi
     for number, box in enumerate(boxes, start=1):
         label = unicodedata.normalize("NFKC", str(box.get("label") or "")).strip()
         if not label:
-            raise StoreError(f"box {number} has no class; pick one of: {', '.join(c.name for c in classes.values())}")
+            names = [c.name for c in classes.values()]
+            shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+            raise StoreError(f"box {number} has no class; pick one of: {shown}")
         if label.casefold() not in classes:
             raise StoreError(f"box {number} has class {label!r}, which is not in this project "
                              "(renamed or deleted in another tab?); pick an existing class")
-        try:
-            x0, y0, x1, y1 = (float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
-        except (KeyError, TypeError, ValueError) as error:
-            raise StoreError(f"box {number} needs numeric xmin, ymin, xmax, ymax") from error
+        x0, y0, x1, y1 = box_coordinates(box, f"box {number}")
         if x1 < x0 or y1 < y0:
             raise StoreError(f"box {number} is inverted (xmax < xmin or ymax < ymin); draw it again")
         if x0 < -tolerance or y0 < -tolerance or x1 > record.width + tolerance or y1 > record.height + tolerance:
@@ -350,7 +385,8 @@ def mark_stale_jobs_interrupted(session: Session, stale_after_s: float) -> list[
     """Running jobs whose worker stopped sending heartbeats (it died) become 'interrupted'."""
     limit = utcnow() - timedelta(seconds=stale_after_s)
     stale = session.scalars(select(TuningJob).where(TuningJob.status == "running",
-                                                    TuningJob.heartbeat_at < limit)).all()
+                                                    TuningJob.heartbeat_at < limit)
+                            .with_for_update(skip_locked=True)).all()
     for job in stale:
         job.status, job.finished_at = "interrupted", utcnow()
         job.message = f"interrupted at step {job.step}/{job.steps}: its worker stopped (app restart or crash)"
@@ -377,6 +413,17 @@ def list_jobs(session: Session, project_id: int, limit: int = 20) -> list[Tuning
 
 def get_job(session: Session, job_id: int) -> TuningJob:
     return _get(session, TuningJob, job_id, "job")
+
+
+def current_job(session: Session, job_id: int, stale_after_s: float) -> TuningJob:
+    """A job as it stands now for whoever asks: a running job whose worker has been silent for `stale_after_s` is
+    marked interrupted here, without waiting for an idle worker to notice."""
+    job = get_job(session, job_id)
+    if job.status == "running" and job.heartbeat_at is not None and \
+            job.heartbeat_at < utcnow() - timedelta(seconds=stale_after_s):
+        mark_stale_jobs_interrupted(session, stale_after_s)  # updates `job` itself (one identity map)
+        session.flush()
+    return job
 
 
 def add_prompt(session: Session, job: TuningJob, relative_dir: str, config: dict, final_loss: float | None

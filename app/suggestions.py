@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.models import Box, ImageRecord, PromptRecord, Suggestion, TuningJob, utcnow
-from app.store import StoreError, get_image, get_project, list_classes
+from app.store import StoreError, box_coordinates, get_image, get_project, list_classes
 
 MAX_SUGGESTIONS_PER_IMAGE = 100
 PREANNOTATE_METHOD = "preannotate"  # TuningJob.method of a pre-annotation job (its source is in prompt_id)
@@ -61,10 +61,7 @@ def suggestions_of(session: Session, image_id: int) -> list[dict]:
 # ---- review ------------------------------------------------------------------------------------------------
 
 def _edited_geometry(item: dict, record: ImageRecord, number: int, tolerance: float = 2.0) -> tuple[float, ...]:
-    try:
-        x0, y0, x1, y1 = (float(item[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
-    except (KeyError, TypeError, ValueError) as error:
-        raise StoreError(f"edited suggestion {number} needs numeric xmin, ymin, xmax, ymax") from error
+    x0, y0, x1, y1 = box_coordinates(item, f"edited suggestion {number}")
     if x0 < -tolerance or y0 < -tolerance or x1 > record.width + tolerance or y1 > record.height + tolerance:
         raise StoreError(f"edited suggestion {number} lies outside the {record.width}x{record.height} image")
     x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(record.width), x1), min(float(record.height), y1)
@@ -156,7 +153,7 @@ def save_review(session: Session, image_id: int, revision: int | None, confirmed
             rejected.append(key)
             continue
         old = (suggestion.x0, suggestion.y0, suggestion.x1, suggestion.y1)
-        new = tuple(float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+        new = box_coordinates(box, f"suggestion {key}")
         if max(abs(a - b) for a, b in zip(old, new)) > moved_px:
             edited.append({"id": key, "xmin": new[0], "ymin": new[1], "xmax": new[2], "ymax": new[3]})
     save_boxes(session, image_id, confirmed, None, mark_reviewed=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,11 @@ class FewShotSet:
 
 def check_box(box, width: int, height: int, where: str, tolerance: float = 1.0) -> list[float]:
     """Validate one [x, y, w, h] COCO box against its image; return it as pixel xyxy."""
-    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
-        raise DataError(f"{where}: bbox must be four numbers [x, y, width, height], got {box!r}")
+    # bool is an int to Python (true would read as 1), and NaN passes every comparison below (it would be clamped
+    # into a made-up box): both are refused, like infinities
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
+        raise DataError(f"{where}: bbox must be four finite numbers [x, y, width, height], got {box!r}")
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise DataError(f"{where}: box [{x}, {y}, {w}, {h}] has zero or negative width/height")

@@ -73,10 +73,11 @@ def register(ctx: AppContext) -> None:
         def work(session, user):
             number = payloads.whole(project_id, "/add_image", "project_id")
             access.require(session, user, "write", project_id=number)  # before the file is stored
+            chosen = store.check_split(payloads.text(split, "/add_image", "split"))  # before it too: nothing stray
             upload = payloads.file(file, "/add_image")
             stored = store_upload(upload["path"], ctx.settings.images_dir, ctx.settings.max_upload_mb * 2**20,
                                   original_name=upload.get("orig_name"))
-            record, new = store.add_image(session, number, stored, payloads.text(split, "/add_image", "split"))
+            record, new = store.add_image(session, number, stored, chosen)
             return {"image_id": record.id, "id": record.id, "new": new, "width": record.width,
                     "height": record.height, "revision": record.revision}
         return _call(ctx, request, "/add_image", work)
@@ -127,7 +128,7 @@ def register(ctx: AppContext) -> None:
         def work(session, user):
             number = payloads.whole(job_id, "/job_status", "job_id")
             access.require(session, user, "read", job_id=number)
-            job = store.get_job(session, number)
+            job = store.current_job(session, number, ctx.settings.stale_after_s)
             return {"status": job.status, "step": job.step, "steps": job.steps, "loss": job.loss,
                     "message": job.message, "kind": job.kind}
         return _call(ctx, request, "/job_status", work)
@@ -136,7 +137,9 @@ def register(ctx: AppContext) -> None:
         def work(session, user):
             number = payloads.whole(job_id, "/cancel_job", "job_id")
             access.require(session, user, "write", job_id=number)
-            return {"status": store.request_cancel(session, number).status}
+            job = store.request_cancel(session, number)
+            # a running job stops at its next step: say so, rather than "running"
+            return {"status": "cancelling" if job.status == "running" else job.status, "message": job.message}
         return _call(ctx, request, "/cancel_job", work)
 
     for fn in (list_projects, create_project, share_project, add_class, add_image, list_images, get_boxes,

@@ -60,7 +60,7 @@ def job_markdown(ctx: AppContext, job_id: int | None) -> str:
     try:
         with ctx.database.session() as session:
             access.require(session, ctx.signed_in_user(), "read", job_id=job_id)
-            job = store.get_job(session, job_id)
+            job = store.current_job(session, job_id, ctx.settings.stale_after_s)
             return (f"**Pre-annotation job {job.id}** · **{job.status}** · {job.step}/{job.steps} images · "
                     f"{job.message}")
     except Exception as error:

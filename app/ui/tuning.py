@@ -59,7 +59,7 @@ def job_view(ctx: AppContext, job_id: int | None) -> tuple[str, list[list]]:
     try:
         with ctx.database.session() as session:
             access.require(session, ctx.signed_in_user(), "read", job_id=job_id)
-            job = store.get_job(session, job_id)
+            job = store.current_job(session, job_id, ctx.settings.stale_after_s)
             loss = "-" if job.loss is None else f"{job.loss:.4f}"
             unit = "image" if job.kind == "preannotate" else "step"
             text = (f"**Job {job.id}** · {job.method} · **{job.status}** · {unit} **{job.step}/{job.steps}** · "
