@@ -3,6 +3,11 @@
 On few boxes a tune can lose more the longer it runs (measured on the example project: held-out mAP 0.301 after 5
 steps, 0.221 after 20, 0.148 after 200). The prompt before the first step is scored too: with the branch injection
 it is exactly the zero-shot model, so the kept prompt is never worse than zero-shot on the validation images.
+
+A step is scored as it will be used: each class is routed as `sdpt.routing.choose_routes` would route it on these
+images (the zero-shot model's per-class AP is measured once), and the score is the mean of the routed per-class AP
+(COCO's mAP is that mean over the classes with boxes). Scoring the prompt with every class prompted instead kept
+step 0 on the example project, though later steps had improved a third of the classes.
 """
 from __future__ import annotations
 
@@ -12,6 +17,21 @@ from dataclasses import dataclass, field
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+def routed_map(routing, zero_shot: dict[str, float], prompted: dict[str, float]) -> float:
+    """Mean per-class AP over the classes with boxes, each class taken from the model `choose_routes` gives it
+    (every class from the prompt when there is no routing)."""
+    from sdpt.routing import PROMPTED, choose_routes
+
+    chosen = choose_routes(routing, zero_shot, prompted) if routing is not None else None
+    values = []
+    for name, tuned in prompted.items():
+        if tuned != tuned:  # NaN: no box of this class in the validation images
+            continue
+        use_prompt = chosen is None or chosen.route_of(name) == PROMPTED
+        values.append(tuned if use_prompt else zero_shot[name])
+    return sum(values) / len(values) if values else 0.0
 
 
 @dataclass
@@ -24,6 +44,7 @@ class EarlyStopping:
     best_step: int = 0
     best_score: float = float("-inf")
     _best: dict | None = None
+    zero_shot: dict | None = None  # the zero-shot model's per-class AP on the validation images
 
     def due(self, step: int, last_step: int) -> bool:
         return step == 0 or step % self.every == 0 or step == last_step
@@ -34,8 +55,11 @@ class EarlyStopping:
 
         was_training = prompt.training
         prompt.eval()
-        value = evaluate(detector, self.validation, prompt)["map"]
+        if self.zero_shot is None:
+            self.zero_shot = evaluate(detector, self.validation, None)["per_class"]
+        prompted = evaluate(detector, self.validation, prompt, routed=False)["per_class"]
         prompt.train(was_training)
+        value = routed_map(prompt.routing, self.zero_shot, prompted)
         self.scores.append((step, value))
         if value > self.best_score:  # ties keep the earlier (shorter) tune
             self.best_step, self.best_score = step, value
