@@ -7,12 +7,15 @@ A users file holds one `name:hash` line per user (`#` starts a comment); make a 
 from __future__ import annotations
 
 import getpass
+import collections
 import hashlib
 import hmac
 import logging
 import os
 import secrets
 import sys
+import threading
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -87,14 +90,65 @@ def collect_users(auth_flags: list[str] | None, env_auth: str | None, users_file
     return users
 
 
-def password_checker(users: dict[str, str]):
-    """The callable gradio's launch(auth=...) calls with (user, password)."""
+class TooManyAttempts(Exception):
+    """Sign-in refused for a while after too many failures; `wait_s` says how long."""
+
+    def __init__(self, wait_s: float):
+        super().__init__(f"too many failed sign-ins; try again in {max(1, int(wait_s + 0.999))} s")
+        self.wait_s = wait_s
+
+
+class SignInLimiter:
+    """At most `max_failures` failed sign-ins per key (a user name) within `window_s`; past that every attempt, even
+    with the right password, is refused until the oldest failure leaves the window."""
+
+    def __init__(self, max_failures: int = 20, window_s: float = 60.0, clock=time.monotonic):
+        self.max_failures, self.window_s, self.clock = max_failures, window_s, clock
+        self._failures: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        with self._lock:
+            recent = self._recent(key)
+            if len(recent) >= self.max_failures:
+                raise TooManyAttempts(recent[0] + self.window_s - self.clock())
+
+    def failed(self, key: str) -> None:
+        with self._lock:
+            self._recent(key).append(self.clock())
+
+    def _recent(self, key: str) -> collections.deque:
+        recent = self._failures.setdefault(key, collections.deque())
+        while recent and recent[0] <= self.clock() - self.window_s:
+            recent.popleft()
+        if not recent and len(self._failures) > 10_000:  # forget idle keys: a flood of names cannot fill memory
+            self._failures.pop(key, None)
+            recent = self._failures.setdefault(key, collections.deque())
+        return recent
+
+
+def password_checker(users: dict[str, str], limiter: SignInLimiter | None = None):
+    """The callable gradio's launch(auth=...) calls with (user, password).
+
+    Unknown names cost one scrypt check, as known ones do (no probing of names by time). After too many failures for
+    one name the check answers HTTP 429 "try again in N s", whatever the password."""
+    limiter = limiter or SignInLimiter()
+    dummy = hash_password(secrets.token_hex(8))  # made once: an unknown name costs exactly one verification
+
     def check(name: str, password: str) -> bool:
+        key = (name or "").strip().casefold()
+        try:
+            limiter.check(key)
+        except TooManyAttempts as error:
+            from fastapi import HTTPException
+
+            logger.info("sign-in of %r refused: %s", name, error)
+            raise HTTPException(status_code=429, detail=str(error)) from None
         stored = users.get((name or "").strip())
-        if stored is None:
-            verify_password(password, hash_password("x"))  # same cost as a real check: no user-name probing by time
-            return False
-        return verify_password(password, stored)
+        good = verify_password(password, stored if stored is not None else dummy) and stored is not None
+        if not good:
+            limiter.failed(key)
+        return good
     return check
 
 

@@ -128,3 +128,21 @@ def test_on_a_space_the_page_has_the_hugging_face_login_button(tmp_path, ui_mode
     demo, context, _worker = build_app(settings, models=ui_models)
     assert any(isinstance(block, gr.LoginButton) for block in demo.blocks.values())
     assert context.signed_in_user() is None  # nobody is the user until they sign in with Hugging Face
+
+
+def test_the_21st_failed_sign_in_within_a_minute_is_refused_even_with_the_right_password():
+    from fastapi import HTTPException
+
+    from app.auth import SignInLimiter, hash_password, password_checker
+
+    now = [1000.0]
+    check = password_checker({"alice": hash_password("right")}, SignInLimiter(20, 60.0, clock=lambda: now[0]))
+    for _ in range(20):
+        assert check("alice", "wrong") is False
+        now[0] += 1.0
+    with pytest.raises(HTTPException) as refused:
+        check("alice", "right")
+    assert refused.value.status_code == 429 and "try again in 40 s" in refused.value.detail
+    assert check("bob", "anything") is False  # other names are not locked out by alice's failures
+    now[0] += 40.0  # the oldest failure has left the window
+    assert check("alice", "right") is True
