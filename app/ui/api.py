@@ -26,11 +26,13 @@ def _call(ctx: AppContext, request: gr.Request, endpoint: str, work):
         with ctx.database.session() as session:
             return work(session, user)
     except (store.StoreError, ImageRejected) as error:
-        raise gr.Error(str(error)) from error
+        # a refusal of user input is one line at INFO, not a traceback (those are for bugs)
+        logger.info("%s refused: %s", endpoint, error)
+        raise gr.Error(str(error), print_exception=False) from error
     except (TypeError, ValueError, AttributeError, KeyError) as error:  # a payload our checks did not foresee
         logger.info("malformed %s payload: %r", endpoint, error)
         raise gr.Error(f"{endpoint} could not read its arguments ({type(error).__name__}: {error}); it takes "
-                       f"{payloads.SHAPES[endpoint]}") from error
+                       f"{payloads.SHAPES[endpoint]}", print_exception=False) from error
 
 
 def register(ctx: AppContext) -> None:

@@ -152,3 +152,17 @@ def test_cancel_of_a_running_job_says_cancelling(database):
         session.flush()
         store.claim_job(session, "w")
         assert store.request_cancel(session, job.id).message == "cancelling..."
+
+
+def test_a_refusal_is_logged_as_one_line_not_a_traceback(labelled_image, capfd, caplog):
+    import logging
+
+    url, _context, _project, image = labelled_image
+    caplog.set_level(logging.INFO, logger="app.ui.api")
+    capfd.readouterr()
+    with httpx.Client(base_url=url, timeout=30) as http:
+        text = _error(_post(http, "save_boxes", [image, [{"label": "nope", "xmin": 1, "ymin": 1, "xmax": 9,
+                                                          "ymax": 9}], -1]))
+    assert "not in this project" in text
+    assert "Traceback" not in capfd.readouterr().err
+    assert any("/save_boxes refused" in r.getMessage() for r in caplog.records)
