@@ -55,8 +55,11 @@ def project(settings, database, small_models, tmp_path):
             store.save_boxes(session, record.id, [{"label": n, "xmin": b[0], "ymin": b[1], "xmax": b[2],
                                                    "ymax": b[3]} for b, n in objects])
             ids.append(record.id)
+    from sdpt.routing import by_box_count
+
     prompt = build_method("sdpt", small_models.detector, seed=3)
     open_up(prompt, token_gain=4.0)  # as after tuning: open branch, moved prototypes (so the two models differ)
+    prompt.routing = by_box_count(names, [1] * len(names))  # every class prompted, as a tune with boxes routes it
     directory = save_prompt(prompt, settings.prompts_dir / f"{project_id}" / "test", names)
     config = read_prompt_config(directory)
     with database.session() as session:
@@ -125,3 +128,44 @@ def test_evaluation_without_heldout_boxes_says_what_to_do(project):
             store.set_split(session, image_id, "train")
     with pytest.raises(store.StoreError, match="heldout"):
         evaluation.evaluate_project(context, project_id, prompt_id)
+
+
+def test_routes_set_by_hand_are_honoured_by_compare_evaluate_and_preannotation(project, tmp_path):
+    """Every class routed to zero-shot by hand (the Evaluate tab's override): the compare view's prompted side, the
+    Evaluate tab's routed AP and pre-annotation's suggestions are the zero-shot model's, class by class."""
+    from app import suggestions
+    from app.preannotate import run_preannotate
+    from sdpt.inference import detect
+
+    context, project_id, prompt_id, ids = project
+    with context.database.session() as session:
+        names = [c.name for c in store.list_classes(session, project_id)]
+    before = compare.compare(context, project_id, prompt_id, ids[1], None, 0.05)[2]
+    assert any(row[1] != row[2] for row in before), before  # the prompt does act
+    for name in names:
+        evaluation.set_route(context, project_id, prompt_id, name, "zero-shot")
+    counts = compare.compare(context, project_id, prompt_id, ids[1], None, 0.05)[2]
+    assert all(row[1] == row[2] for row in counts), counts
+    report = evaluation.evaluate_project(context, project_id, prompt_id)
+    rows = evaluation.per_class_rows(report)
+    assert all(row[1] == "zero-shot" and "set by hand" in row[7] for row in rows)
+    assert report["metrics"]["routed"]["map"] == report["metrics"]["zero-shot"]["map"]
+    assert report["metrics"]["prompted"]["map"] != report["metrics"]["zero-shot"]["map"]
+
+    rng = random.Random(11)
+    image, _objects = make_scene(PRETRAIN, rng)
+    path = tmp_path / "unlabelled.png"
+    image.save(path)
+    with context.database.session() as session:
+        unlabelled = store.add_image(session, project_id, store_upload(path, context.settings.images_dir, 2**22),
+                                     "train")[0].id
+        job = suggestions.enqueue_preannotate(session, project_id, prompt_id, 0.2, context.models.model_id,
+                                              context.models.fingerprint()).id
+    status, message = run_preannotate(context.database, context.settings, context.models.detector, job,
+                                      lambda *_: False)
+    assert status == "done", message
+    with context.database.session() as session:
+        found = sorted((s["label"], round(s["score"], 4)) for s in suggestions.suggestions_of(session, unlabelled))
+    zero = detect(context.models.detector, [path], names, None, threshold=0.2 - 0.15)[0]
+    expected = sorted((names[int(c)], round(float(v), 4)) for c, v in zip(zero.classes, zero.scores) if v >= 0.2)
+    assert found == expected and found
