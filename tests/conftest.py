@@ -1,5 +1,6 @@
 """Shared fixtures: a small random detector whose fusion acts, and a synthetic COCO set written to disk."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,3 +30,14 @@ def shapes_set(shapes):
     from sdpt.data import load_coco
 
     return load_coco(*shapes)
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "sdpt-small"
+
+
+@pytest.fixture(scope="session")
+def shipped_detector():
+    """The shipped small model: trained weights, so what tuning does to it does not hang on one random init."""
+    from sdpt.detector import load_detector
+
+    return load_detector(str(SHIPPED_MODEL), device="cpu")

@@ -1,7 +1,6 @@
 """Tuning: it lowers the loss on a new word for a known thing and its prompt acts only while applied; callbacks report
 and cancel."""
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,16 +10,6 @@ from sdpt.data import DataError, FewShotSet
 from sdpt.evaluate import evaluate
 from sdpt.methods import build_method
 from sdpt.train import tune
-
-SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "assets" / "sdpt-small"
-
-
-@pytest.fixture(scope="module")
-def shipped_detector():
-    """The shipped small model: trained weights, so what tuning does to it does not hang on one random init."""
-    from sdpt.detector import load_detector
-
-    return load_detector(str(SHIPPED_MODEL), device="cpu")
 
 
 @pytest.fixture(scope="module")

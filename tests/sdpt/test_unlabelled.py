@@ -1,7 +1,6 @@
 """Classes nobody labelled yet: no negative signal, held to the cached zero-shot teacher (with no forward per step),
 and early stopping that keeps the best validation step; on the shipped small model (trained weights)."""
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ from sdpt.inference import detect_many
 from sdpt.methods import build_method
 from sdpt.routing import PROMPTED, ZERO_SHOT
 from sdpt.train import tune
-
-SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "assets" / "sdpt-small"
-
-
-@pytest.fixture(scope="module")
-def shipped_detector():
-    from sdpt.detector import load_detector
-
-    return load_detector(str(SHIPPED_MODEL), device="cpu")
 
 
 @pytest.fixture(scope="module")
