@@ -76,7 +76,7 @@ def check_box(box, width: int, height: int, where: str, tolerance: float = 1.0) 
     # into a made-up box): both are refused, like infinities
     if not isinstance(box, (list, tuple)) or len(box) != 4 or \
             not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
-        raise DataError(f"{where}: bbox must be four finite numbers [x, y, width, height], got {box!r}")
+        raise DataError(f"{where}: bbox must be four numbers [x, y, width, height], all finite, got {box!r}")
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
         raise DataError(f"{where}: box [{x}, {y}, {w}, {h}] has zero or negative width/height")
