@@ -156,7 +156,7 @@ def delete_class(session: Session, class_id: int) -> tuple[str, int]:
 
 def add_image(session: Session, project_id: int, stored: StoredImage, split: str = "train") -> tuple[ImageRecord, bool]:
     """Add a stored image to a project; (record, True) when new, (existing record, False) when already there."""
-    _check_split(split)  # also for an image already there: a bad split is never ignored
+    check_split(split)  # also for an image already there: a bad split is never ignored
     get_project(session, project_id)
     existing = session.scalar(select(ImageRecord).where(ImageRecord.project_id == project_id,
                                                         ImageRecord.sha256 == stored.sha256))
@@ -164,17 +164,13 @@ def add_image(session: Session, project_id: int, stored: StoredImage, split: str
         return existing, False
     record = ImageRecord(project_id=project_id, sha256=stored.sha256, suffix=stored.suffix,
                          original_name=stored.original_name, width=stored.width, height=stored.height,
-                         split=_check_split(split))
+                         split=check_split(split))
     session.add(record)
     session.flush()
     return record, True
 
 
 def check_split(split: str) -> str:
-    return _check_split(split)
-
-
-def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise StoreError(f"split must be one of {SPLITS}, not {split!r}")
     return split
@@ -195,7 +191,7 @@ def image_file(images_dir: Path, record: ImageRecord) -> Path:
 
 def set_split(session: Session, image_id: int, split: str) -> ImageRecord:
     record = get_image(session, image_id)
-    record.split = _check_split(split)
+    record.split = check_split(split)
     return record
 
 

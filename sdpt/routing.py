@@ -56,13 +56,10 @@ class Routing:
     chosen_on: str = "training boxes"  # what the routes were chosen on, for the page
 
     def route_of(self, name: str) -> str:
-        entry = self._entry(name)
+        entry = self.entry(name)
         return ZERO_SHOT if entry is None else entry.route
 
     def entry(self, name: str) -> ClassRoute | None:
-        return self._entry(name)
-
-    def _entry(self, name: str) -> ClassRoute | None:
         key = name_key(name)
         for known, entry in self.classes.items():
             if name_key(known) == key:
@@ -76,7 +73,7 @@ class Routing:
         """A person's choice for one class; kept when routes are chosen again."""
         if route not in ROUTES:
             raise RoutingError(f"route must be one of {list(ROUTES)}, not {route!r}")
-        entry = self._entry(name)
+        entry = self.entry(name)
         if entry is None:
             raise RoutingError(f"the prompt was not tuned with a class {name!r}; it is detected zero-shot")
         entry.route, entry.overridden = route, True

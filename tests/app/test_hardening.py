@@ -59,12 +59,9 @@ def test_nan_in_an_edited_review_is_refused(labelled_image):
     from app import suggestions
 
     url, context, _project, image = labelled_image
-    with context.database.session() as session:
+    with context.database.session() as session:  # back to an unreviewed image without boxes, then one suggestion
         record = store.get_image(session, image)
         record.reviewed = False
-        suggestions.write_suggestions(session, image, [], "zero-shot", None, None)  # clears; then add one
-    with context.database.session() as session:
-        record = store.get_image(session, image)
         record.boxes.clear()
         session.flush()
         suggestions.write_suggestions(session, image, [{"label": "bolt", "xmin": 5, "ymin": 5, "xmax": 30, "ymax": 30,
