@@ -13,8 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = resolve(args)
     logging.getLogger("app").info("data in %s, database %s", settings.data_dir, settings.database_url)
-    demo, _context, _worker = build_app(settings)
-    demo.launch(**launch_options(settings))
+    demo, context, _worker = build_app(settings)
+    demo.launch(**launch_options(settings, context))
 
 
 if __name__ == "__main__":

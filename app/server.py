@@ -6,7 +6,10 @@ import os
 
 import gradio as gr
 
+from starlette.middleware import Middleware
+
 from app.auth import password_checker
+from app.http_guard import HttpGuard
 from app.context import AppContext
 from app.db import Database
 from app.models_service import ModelService
@@ -49,11 +52,14 @@ def build_app(settings: Settings, models: ModelService | None = None):
     return demo, context, worker
 
 
-def launch_options(settings: Settings) -> dict:
+def launch_options(settings: Settings, context: AppContext) -> dict:
     # The image store is not an allowed path: a stored image reaches the browser only as a copy that a handler
-    # made after the access check, under gradio's cache with a secret-seeded hash name (app/ui/labelling.py).
+    # made after the access check, which only the user it was made for may fetch (app/served_files.py, checked on
+    # every file URL by app/http_guard.py).
+    guard = Middleware(HttpGuard, files=context.files, sign_in=settings.sign_in)
     options = {"server_name": settings.host, "server_port": settings.port, "allowed_paths": [],
-               "max_file_size": f"{settings.max_upload_mb}mb", "head": SHORTCUTS_JS, "footer_links": ["api"]}
+               "max_file_size": f"{settings.max_upload_mb}mb", "head": SHORTCUTS_JS, "footer_links": ["api"],
+               "app_kwargs": {"middleware": [guard]}}
     if settings.sign_in == "password":
         options["auth"] = password_checker(settings.users)
         options["auth_message"] = "Sign in to see your projects."

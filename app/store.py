@@ -186,7 +186,13 @@ def get_image(session: Session, image_id: int) -> ImageRecord:
 
 
 def image_file(images_dir: Path, record: ImageRecord) -> Path:
-    return stored_path(images_dir, record.sha256, record.suffix)
+    """The stored file of an image; a clear refusal when it has gone from disk (its boxes stay in the database)."""
+    path = stored_path(images_dir, record.sha256, record.suffix)
+    if not path.is_file():
+        raise StoreError(f"the file of image '{record.original_name}' (id {record.id}) is missing from the image "
+                         f"store {images_dir}: upload the image again, or restore that folder from a backup; its "
+                         f"{len(record.boxes)} boxes are kept")
+    return path
 
 
 def set_split(session: Session, image_id: int, split: str) -> ImageRecord:

@@ -178,7 +178,7 @@ def measure(model: str, quick: bool, database_url: str | None = None, sign_in: b
     settings.ensure_dirs()
     models = ModelService(detector=load_detector(model), note=f"Model: {model}.")
     demo, context, worker = build_app(settings, models=models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
     url = f"http://127.0.0.1:{settings.port}/"
     try:
         project, image_ids = seed_project(context, root, images=8)

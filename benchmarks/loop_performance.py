@@ -134,7 +134,7 @@ def served_figures(model: str, save_seconds: float, presses: int) -> dict:
     settings = _settings(root / "data", model, worker=True)
     models = ModelService(detector=load_detector(model), note=f"Model: {model}.")
     demo, context, worker = build_app(settings, models=models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
     url = f"http://127.0.0.1:{settings.port}/"
     try:
         with context.database.session() as session:

@@ -77,6 +77,7 @@ def register(ctx: AppContext) -> None:
             access.require(session, user, "write", project_id=number)  # before the file is stored
             chosen = store.check_split(payloads.text(split, "/add_image", "split"))  # before it too: nothing stray
             upload = payloads.file(file, "/add_image")
+            ctx.for_request(request).check_upload(upload["path"])  # only a file this user uploaded
             stored = store_upload(upload["path"], ctx.settings.images_dir, ctx.settings.max_upload_mb * 2**20,
                                   original_name=upload.get("orig_name"))
             record, new = store.add_image(session, number, stored, chosen)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from app import access, store
 from app.context import AppContext
@@ -40,6 +40,7 @@ def prompt_dir(ctx: AppContext, prompt_id: int | None) -> Path | None:
 def _image(ctx: AppContext, image_id: int | None, upload: str | None) -> tuple[Image.Image, str]:
     """The picture to compare: a new upload (checked, not stored) or a project image."""
     if upload:
+        ctx.check_upload(upload)
         try:
             return load_image(upload), Path(upload).name
         except DataError as error:
@@ -59,18 +60,36 @@ def _classes(ctx: AppContext, project_id: int) -> tuple[list[str], dict[str, str
         return [c.name for c in classes], {c.name: c.colour for c in classes}
 
 
+SHOWN_PX = 640  # small images (the example's are ~140 px) are drawn at least this large so labels stay readable
+
+
+def shown_size(image: Image.Image) -> Image.Image:
+    """`image` scaled up (never down) so its longer side is at least SHOWN_PX."""
+    scale = SHOWN_PX / max(image.size)
+    if scale <= 1:
+        return image
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+
+
 def draw_detections(image: Image.Image, found, colours: dict[str, str]) -> Image.Image:
-    canvas = image.copy()
+    """The detections drawn on a copy of `image` shown at a readable size: labels inside the picture, never cut."""
+    canvas = shown_size(image.convert("RGB"))
+    scale = canvas.width / image.width
     pen = ImageDraw.Draw(canvas)
-    width = max(2, round(min(image.size) / 200))
+    width = max(2, round(min(canvas.size) / 200))
+    font = ImageFont.load_default(size=max(12, round(min(canvas.size) / 32)))
     for box, cls, score in zip(found.boxes.tolist(), found.classes.tolist(), found.scores.tolist()):
         name = found.class_names[cls]
         colour = colours.get(name, "#ff0000")
+        box = [v * scale for v in box]
         pen.rectangle(box, outline=colour, width=width)
         label = f"{name} {score:.2f}"
-        left, top = box[0], max(0, box[1] - 12)
-        pen.rectangle(pen.textbbox((left, top), label), fill=colour)
-        pen.text((left, top), label, fill="white")
+        left, top, right, bottom = pen.textbbox((0, 0), label, font=font)
+        text_w, text_h = right - left, bottom - top + 4
+        x = min(max(0.0, box[0]), max(0.0, canvas.width - text_w))
+        y = box[1] - text_h if box[1] >= text_h else box[1]  # above the box, or inside it at the image's top
+        pen.rectangle((x, y, x + text_w, y + text_h), fill=colour)
+        pen.text((x - left, y - top + 2), label, fill="white", font=font)
     return canvas
 
 
@@ -98,7 +117,8 @@ def compare(ctx: AppContext, project_id: int | None, prompt_id: int | None, imag
         return None, None, [], from_error(error)
     counts = [[name, int((zero.classes == k).sum()), int((tuned.classes == k).sum())] for k, name in enumerate(names)]
     counts.append(["all", len(zero), len(tuned)])
-    return (draw_detections(picture, zero, colours), draw_detections(picture, tuned, colours), counts,
+    return (ctx.served_image(draw_detections(picture, zero, colours), "zero-shot"),
+            ctx.served_image(draw_detections(picture, tuned, colours), "prompted"), counts,
             ok(f"'{shown}': {len(zero)} zero-shot and {len(tuned)} prompted detections with score >= "
                f"{threshold:.2f} ({seconds:.1f} s for both)"))
 
@@ -127,5 +147,6 @@ def explain(ctx: AppContext, project_id: int | None, prompt_id: int | None, imag
         seconds = time.perf_counter() - start
     except Exception as error:
         return None, None, from_error(error)
-    return (cam_overlay(picture, zero), cam_overlay(picture, tuned),
+    return (ctx.served_image(shown_size(cam_overlay(picture, zero)), "zero-shot-cam"),
+            ctx.served_image(shown_size(cam_overlay(picture, tuned)), "prompted-cam"),
             ok(f"where each model looks for '{class_name}' in '{shown}' ({seconds:.1f} s for both maps)"))

@@ -1,6 +1,7 @@
 """Import / export tab: COCO zips in and out of a project, prompt files out and in (refused for another base)."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,14 @@ def _download_dir(ctx: AppContext) -> Path:
     return Path(tempfile.mkdtemp(dir=directory))
 
 
+def _hand_over(ctx: AppContext, path: Path) -> str:
+    """The page gets a copy only this user may fetch (deleted when it expires); the scratch folder goes at once."""
+    try:
+        return ctx.served(path)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
 def export_project(ctx: AppContext, project_id: int | None, include_suggestions: bool = False
                    ) -> tuple[str | None, str]:
     if project_id is None:
@@ -24,7 +33,7 @@ def export_project(ctx: AppContext, project_id: int | None, include_suggestions:
         path = exchange.export_project_zip(ctx.database, ctx.settings, project_id, _download_dir(ctx),
                                            include_suggestions=bool(include_suggestions))
         flagged = " and the model's suggestions (flagged \"suggested\": true)" if include_suggestions else ""
-        return str(path), ok(f"exported the project as COCO JSON with its images{flagged}: {path.name}")
+        return _hand_over(ctx, path), ok(f"exported the project as COCO JSON with its images{flagged}: {path.name}")
     except Exception as error:
         return None, from_error(error)
 
@@ -36,6 +45,7 @@ def import_project(ctx: AppContext, project_id: int | None, upload: str | None) 
         return problem("choose a .zip with annotations.json (COCO) and its images")
     try:
         access.check(ctx, "write", project_id=project_id)
+        ctx.check_upload(upload)
         counts = exchange.import_zip(ctx.database, ctx.settings, project_id, Path(upload))
         return ok(f"imported {counts['images']} images, {counts['boxes']} boxes, {counts['classes_added']} new "
                   f"classes ({counts['skipped_duplicates']} images were already in the project)")
@@ -53,7 +63,7 @@ def export_prompt(ctx: AppContext, prompt_id: int | None) -> tuple[str | None, s
             if record is None:
                 return None, problem("that prompt no longer exists; reload the page")
             path = exchange.export_prompt_zip(ctx.settings, record, _download_dir(ctx))
-        return str(path), ok(f"prompt file ready: {path.name} (use it with base model {record.base_model})")
+        return _hand_over(ctx, path), ok(f"prompt file ready: {path.name} (use it with base model {record.base_model})")
     except Exception as error:
         return None, from_error(error)
 
@@ -65,6 +75,7 @@ def import_prompt(ctx: AppContext, project_id: int | None, upload: str | None) -
         return problem("choose a prompt .zip (downloaded from this app)")
     try:
         access.check(ctx, "write", project_id=project_id)
+        ctx.check_upload(upload)
         with ctx.models.lock:  # loading proves the prompt fits the model the app serves
             record = exchange.import_prompt_zip(ctx.database, ctx.settings, project_id, Path(upload),
                                                 ctx.models.detector)

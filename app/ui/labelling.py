@@ -18,15 +18,6 @@ def _hex_to_rgb(colour: str) -> tuple[int, int, int]:
     return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
-def served_copy(path: Path) -> str:
-    """A copy of a stored image for the browser, in gradio's cache under a name hashed with the server's secret
-    seed: the image store itself is never served, so no URL can be built from an image's id or content."""
-    from gradio.processing_utils import save_file_to_cache
-    from gradio.utils import get_upload_folder
-
-    return save_file_to_cache(path, get_upload_folder())
-
-
 def image_choices(ctx: AppContext, project_id: int | None) -> list[tuple[str, int]]:
     if project_id is None:
         return []
@@ -56,6 +47,7 @@ def upload_images(ctx: AppContext, project_id: int | None, files: list | None, s
         path = Path(getattr(item, "name", None) or getattr(item, "path", None) or item)
         original = getattr(item, "orig_name", None) or path.name
         try:
+            ctx.check_upload(path)
             stored = store_upload(path, ctx.settings.images_dir, max_bytes, original_name=original)
             with ctx.database.session() as session:
                 access.require(session, ctx.signed_in_user(), "write", project_id=project_id)
@@ -81,14 +73,18 @@ def editor_value(ctx: AppContext, image_id: int | None) -> tuple[dict | None, in
     """(annotator value, revision, split, one-line info) for an image."""
     if image_id is None:
         return None, -1, "train", "No image yet: upload some above."
-    with ctx.database.session() as session:
-        access.require(session, ctx.signed_in_user(), "read", image_id=image_id)
-        record = store.get_image(session, image_id)
-        colours = {c.name: c.colour for c in store.list_classes(session, record.project_id)}
-        boxes = [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))} for box in store.boxes_of(record)]
-        path = store.image_file(ctx.settings.images_dir, record)
-        info = f"**{record.original_name}** · {record.width}x{record.height} · {len(boxes)} saved boxes"
-        return {"image": served_copy(path), "boxes": boxes}, record.revision, record.split, info
+    try:
+        with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "read", image_id=image_id)
+            record = store.get_image(session, image_id)
+            colours = {c.name: c.colour for c in store.list_classes(session, record.project_id)}
+            boxes = [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))}
+                     for box in store.boxes_of(record)]
+            path = store.image_file(ctx.settings.images_dir, record)
+            info = f"**{record.original_name}** · {record.width}x{record.height} · {len(boxes)} saved boxes"
+            return {"image": ctx.served(path), "boxes": boxes}, record.revision, record.split, info
+    except Exception as error:
+        return None, -1, "train", from_error(error)
 
 
 def save_boxes(ctx: AppContext, image_id: int | None, revision: int | None, value: dict | None) -> tuple[str, int]:
@@ -145,16 +141,16 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
         return current, problem("open an image first")
     try:
         access.check(ctx, "write", project_id=project_id, image_id=image_id)
+        with ctx.database.session() as session:
+            names = [c.name for c in store.list_classes(session, project_id)]
+            colours = {c.name: c.colour for c in store.list_classes(session, project_id)}
+            record = store.get_image(session, image_id)
+            path = store.image_file(ctx.settings.images_dir, record)  # refused with a message if the file is gone
+            prompt_row = (store.latest_prompt(session, project_id, ctx.models.fingerprint())
+                          if source == "latest prompt" else None)
+            prompt_dir = ctx.settings.prompts_dir / prompt_row.relative_dir if prompt_row else None
     except Exception as error:
         return current, from_error(error)
-    with ctx.database.session() as session:
-        names = [c.name for c in store.list_classes(session, project_id)]
-        colours = {c.name: c.colour for c in store.list_classes(session, project_id)}
-        record = store.get_image(session, image_id)
-        path = store.image_file(ctx.settings.images_dir, record)
-        prompt_row = store.latest_prompt(session, project_id, ctx.models.fingerprint()) if source == "latest prompt" \
-            else None
-        prompt_dir = ctx.settings.prompts_dir / prompt_row.relative_dir if prompt_row else None
     if not names:
         return current, problem("add classes first: the model looks for the project's class names")
     if source == "latest prompt" and prompt_dir is None:
@@ -167,5 +163,5 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
               "xmin": round(b[0]), "ymin": round(b[1]), "xmax": round(b[2]), "ymax": round(b[3])}
              for b, c in zip(found.boxes.tolist(), found.classes.tolist())]
     what = "zero-shot model" if prompt_dir is None else f"prompt from job {prompt_row.job_id}"
-    return ({"image": served_copy(path), "boxes": boxes},
+    return ({"image": ctx.served(path), "boxes": boxes},
             ok(f"the {what} proposed {len(boxes)} boxes (score >= {threshold:.2f}); correct them and press Save"))

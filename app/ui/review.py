@@ -7,7 +7,7 @@ import re
 
 from app import access, store, suggestions
 from app.context import AppContext
-from app.ui.labelling import _hex_to_rgb, served_copy
+from app.ui.labelling import _hex_to_rgb
 from app.ui.messages import from_error, ok, problem
 
 SUGGESTED_RGB = (150, 150, 150)  # every pending suggestion: grey, whatever its class
@@ -117,8 +117,8 @@ def _editor_value(ctx: AppContext, image_id: int) -> tuple[dict, int, str]:
         source = pending[0]["source"] if pending else ""
         info = (f"**{record.original_name}** · {len(record.boxes)} confirmed · {len(pending)} suggested"
                 f"{f' ({source})' if source else ''} · {'reviewed' if record.reviewed else 'not reviewed yet'}")
-        # the page gets a hashed copy in gradio's cache, never the image store's path (as in the Label tab)
-        return ({"image": served_copy(store.image_file(ctx.settings.images_dir, record)), "boxes": boxes},
+        # the page gets a copy only this user may fetch, never the image store's path (as in the Label tab)
+        return ({"image": ctx.served(store.image_file(ctx.settings.images_dir, record)), "boxes": boxes},
                 record.revision, info)
 
 

@@ -91,7 +91,7 @@ def served_app(tmp_path, ui_models, database_url):
 
     settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
     demo, context, worker = build_app(settings, models=ui_models)
-    options = launch_options(settings)
+    options = launch_options(settings, context)
     demo.launch(prevent_thread_lock=True, quiet=True, **options)
     yield f"http://127.0.0.1:{settings.port}/", context, worker
     worker.stop()
@@ -111,7 +111,7 @@ def team_app(tmp_path, ui_models, database_url):
     settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
     settings.users = parse_pairs([f"{name}:{password}" for name, password in TEAM.items()], "test")
     demo, context, worker = build_app(settings, models=ui_models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
     yield f"http://127.0.0.1:{settings.port}/", context, worker
     worker.stop()
     demo.close()

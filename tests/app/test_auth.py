@@ -69,17 +69,17 @@ def test_serving_beyond_loopback_without_sign_in_warns_in_the_log_and_on_the_pag
 
     settings = make_settings(tmp_path / "data")
     settings.host = "0.0.0.0"
-    demo, _context, _worker = build_app(settings, models=ui_models)
+    demo, context, _worker = build_app(settings, models=ui_models)
     with caplog.at_level(logging.WARNING, logger="app.server"):
-        options = launch_options(settings)
+        options = launch_options(settings, context)
     assert "auth" not in options and "without sign-in" in caplog.text
     shown = [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "exposed-warning"]
     assert shown == [f"**Warning:** {EXPOSED_WARNING}"]
 
     settings.users = auth.parse_pairs(["alice:pw"], "test")
-    demo, _context, _worker = build_app(settings, models=ui_models)
+    demo, context, _worker = build_app(settings, models=ui_models)
     assert not [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "exposed-warning"]
-    assert callable(launch_options(settings)["auth"])
+    assert callable(launch_options(settings, context)["auth"])
 
 
 def test_the_user_name_of_a_request_password_sign_in_and_hugging_face_oauth():

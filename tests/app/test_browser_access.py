@@ -1,6 +1,11 @@
 """Two signed-in users in two browser contexts (Playwright driving Debian's Chromium): bob never sees alice's
-project or its image, not even by the file URL; shared as a viewer he opens it but cannot save; a context that has
-not signed in sees only the sign-in form. Screenshots go to test-artifacts/."""
+project or its image, not even by the file URL her page got (image or export); shared as a viewer he opens it but
+cannot save; a context that has not signed in sees only the sign-in form; after 20 failed sign-ins the right
+password is refused too and the page says how long to wait. Screenshots go to test-artifacts/."""
+import re
+
+import httpx
+
 from app import store
 from tests.app.conftest import TEAM
 from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
@@ -43,6 +48,13 @@ def test_two_users_in_two_browser_contexts(team_app, browser, tmp_path):
         stored = store.image_file(context.settings.images_dir, record)
     # the page shows a served copy, never the store's own path
     assert str(stored) not in alice.content()
+    alice.get_by_role("tab", name="6 · Import / export").click()
+    alice.locator("#export-project").click()
+    wait_for_status(alice, "exported the project")
+    alice_urls = set(re.findall(r"gradio_api/file=[^\"'\s)]+", alice.content()))
+    assert any(u.endswith(".png") for u in alice_urls) and any(u.endswith(".zip") for u in alice_urls), alice_urls
+    for found in alice_urls:
+        assert alice_context.request.get(url + found).status == 200, found
 
     bob_context, bob = sign_in(browser, url, "bob")
     bob.wait_for_timeout(1000)
@@ -52,6 +64,9 @@ def test_two_users_in_two_browser_contexts(team_app, browser, tmp_path):
     shot(bob, "access-02-bob-sees-nothing")
     for guess in (f"gradio_api/file={stored}", f"file={stored}"):
         assert bob_context.request.get(url + guess).status != 200, guess
+    for copied in alice_urls:  # URLs copied from alice's page (her image, her whole export)
+        answer = bob_context.request.get(url + copied)
+        assert answer.status == 404 and "made for another user" in answer.text(), copied
 
     # shared as a viewer: bob opens it, sees the image, and his save is refused with what to do
     with context.database.session() as session:
@@ -74,3 +89,20 @@ def test_two_users_in_two_browser_contexts(team_app, browser, tmp_path):
     assert "Alice private" not in anonymous.content() and "Teach a detector" not in anonymous.content()
     alice_context.close()
     bob_context.close()
+
+
+def test_the_21st_sign_in_within_a_minute_is_refused_and_the_page_says_how_long_to_wait(team_app, browser):
+    url, _context, _worker = team_app
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(20):
+            assert client.post("/login", data={"username": "carol", "password": "wrong"}).status_code == 400
+    page = browser.new_context().new_page()
+    page.goto(url)
+    page.locator("input").nth(0).fill("carol")
+    page.locator("input[type=password]").fill(TEAM["carol"])  # the right password, still refused
+    page.get_by_role("button", name="Login").click()
+    note = page.locator("#sign-in-wait")
+    note.wait_for()
+    assert re.search(r"try again in \d+ s", note.inner_text()), note.inner_text()
+    shot(page, "access-04-sign-in-paused")
+    assert page.get_by_text("Signed in as carol").count() == 0

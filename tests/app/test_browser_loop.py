@@ -22,7 +22,7 @@ def loop_app(tmp_path):
     settings.model = str(SHIPPED_MODEL)
     models = ModelService(detector=load_detector(str(SHIPPED_MODEL), device="cpu"), note="Model: sdpt-small.")
     demo, context, worker = build_app(settings, models=models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
     yield f"http://127.0.0.1:{settings.port}/", context, worker
     worker.stop()
     demo.close()
