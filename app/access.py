@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import ClassLabel, ImageRecord, Project, ProjectShare, PromptRecord, Suggestion, TuningJob
@@ -115,7 +115,7 @@ def visible_projects(session: Session, user: User | None) -> list[tuple[Project,
     """(project, role) for every project `user` may read, by name."""
     if user is None:
         return []
-    query = select(Project).order_by(Project.name_key)
+    query = select(Project).order_by(func.lower(Project.name), Project.owner)
     if not user.everything:
         shared = select(ProjectShare.project_id).where(ProjectShare.user_name == user.name)
         query = query.where(or_(Project.owner == user.name, Project.id.in_(shared)))

@@ -43,8 +43,8 @@ DESCRIPTION = """**Example project** (made on this machine from the app's synthe
 """
 
 
-def _unique_name(session) -> str:
-    taken = {p.name_key for p in session.scalars(select(Project))}
+def _unique_name(session, owner: str) -> str:
+    taken = {p.name.casefold() for p in session.scalars(select(Project).where(Project.owner == owner))}
     name, number = EXAMPLE_NAME, 2
     while name.casefold() in taken:
         name, number = f"{EXAMPLE_NAME} {number}", number + 1
@@ -73,7 +73,7 @@ def create_example_project(session, settings: Settings, owner: str = DEFAULT_OWN
     """A new project, owned by `owner` (the signed-in user), holding the example's classes and images (the same
     images every time)."""
     names = example_classes()
-    project = store.create_project(session, _unique_name(session), owner=owner)
+    project = store.create_project(session, _unique_name(session, owner), owner=owner)
     project.description = DESCRIPTION.format(classes=len(names), train=TRAIN_LABELLED, unlabelled=UNLABELLED,
                                              heldout=HELDOUT)
     for name in names:

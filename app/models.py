@@ -25,7 +25,8 @@ class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    name_key: Mapped[str] = mapped_column(String(200), unique=True)  # casefolded, for duplicate checks
+    # "owner:casefolded name" (store.project_key): names are unique per owner, not across users
+    name_key: Mapped[str] = mapped_column(String(400), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # the signed-in user name that owns the project (app/access.py); older databases get the admin user
     owner: Mapped[str] = mapped_column(String(200), index=True, default=DEFAULT_OWNER)

@@ -54,23 +54,24 @@ def _get(session: Session, model, key: int, what: str):
 # ---- projects ---------------------------------------------------------------------------------------------
 
 def list_projects(session: Session) -> list[Project]:
-    return list(session.scalars(select(Project).order_by(Project.name_key)))
+    return list(session.scalars(select(Project).order_by(func.lower(Project.name), Project.owner)))
 
 
 def get_project(session: Session, project_id: int) -> Project:
     return _get(session, Project, project_id, "project")
 
 
+def project_key(owner: str, key: str) -> str:
+    """The unique key of a project name: per owner, so nothing about other users' projects can be learnt from a
+    clash (user names cannot hold ':', so the key is unambiguous)."""
+    return f"{owner}:{key}"
+
+
 def create_project(session: Session, name: str, owner: str = DEFAULT_OWNER) -> Project:
     display, key = clean_name(name, "project")
-    clash = session.scalar(select(Project).where(Project.name_key == key))
-    if clash is not None and clash.owner != owner:
-        # names are unique across users (the column predates sign-in): say so without naming the other owner
-        raise StoreError(f"another user has a project called {display!r} (project names are unique across "
-                         "users); pick another name")
-    if clash is not None:
-        raise StoreError(f"a project called {display!r} exists already; pick another name")
-    project = Project(name=display, name_key=key, owner=owner)
+    if session.scalar(select(Project).where(Project.name_key == project_key(owner, key))) is not None:
+        raise StoreError(f"you have a project called {display!r} already; pick another name")
+    project = Project(name=display, name_key=project_key(owner, key), owner=owner)
     session.add(project)
     session.flush()
     return project
@@ -79,10 +80,11 @@ def create_project(session: Session, name: str, owner: str = DEFAULT_OWNER) -> P
 def rename_project(session: Session, project_id: int, name: str) -> Project:
     project = get_project(session, project_id)
     display, key = clean_name(name, "project")
-    clash = session.scalar(select(Project).where(Project.name_key == key, Project.id != project_id))
+    clash = session.scalar(select(Project).where(Project.name_key == project_key(project.owner, key),
+                                                 Project.id != project_id))
     if clash:
-        raise StoreError(f"a project called {display!r} exists already; pick another name")
-    project.name, project.name_key = display, key
+        raise StoreError(f"{project.owner} has a project called {display!r} already; pick another name")
+    project.name, project.name_key = display, project_key(project.owner, key)
     return project
 
 

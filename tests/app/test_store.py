@@ -37,7 +37,7 @@ def image_id(database, settings, project_id, tmp_path):
 def test_project_names_any_script_and_duplicates(database):
     with database.session() as session:
         store.create_project(session, "细胞 Zählung ✓")
-    with pytest.raises(store.StoreError, match="exists already"):
+    with pytest.raises(store.StoreError, match="already; pick another name"):
         with database.session() as session:
             store.create_project(session, " 细胞 zÄhlung ✓ ")
     for bad, match in (("", "empty"), ("   ", "empty"), ("...", "no letters"), ("x" * 101, "under 100")):
@@ -46,6 +46,22 @@ def test_project_names_any_script_and_duplicates(database):
                 store.create_project(session, bad)
     with database.session() as session:
         assert [p.name for p in store.list_projects(session)] == ["细胞 Zählung ✓"]
+
+
+def test_project_names_are_unique_per_owner_and_a_clash_tells_nothing_about_other_users(database):
+    with database.session() as session:
+        alices = store.create_project(session, "Cells", owner="alice").id
+        bobs = store.create_project(session, "cells", owner="bob").id  # no hint that alice has one
+    with pytest.raises(store.StoreError, match="you have a project called 'CELLS' already"):
+        with database.session() as session:
+            store.create_project(session, "CELLS", owner="bob")
+    with database.session() as session:
+        store.create_project(session, "Parts", owner="bob")
+        with pytest.raises(store.StoreError, match="bob has a project called 'parts' already"):
+            store.rename_project(session, bobs, "parts")
+        store.rename_project(session, alices, "Parts")  # alice's rename does not clash with bob's name
+        assert sorted((p.owner, p.name) for p in store.list_projects(session)) == [
+            ("alice", "Parts"), ("bob", "Parts"), ("bob", "cells")]
 
 
 def test_classes_rename_colour_delete(database, project_id):
