@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -13,10 +14,12 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from sqlalchemy import select
+
 from app import store
 from app.db import Database
-from app.image_files import ImageRejected, store_upload
-from app.models import PromptRecord
+from app.image_files import ImageRejected, store_upload, stored_path
+from app.models import ImageRecord, PromptRecord
 from app.settings import Settings
 from sdpt.data import DataError, check_box
 from sdpt.prompt_io import CONFIG_NAME, WEIGHTS_NAME, PromptFileError, load_prompt
@@ -246,14 +249,44 @@ def import_coco(database: Database, settings: Settings, project_id: int, annotat
             raise ExchangeError(f"{name} names category id {annotation.get('category_id')!r}, which is not in "
                                 "'categories'")
 
-    # Files go into the content-addressed store (harmless if the import is then refused); rows are written last.
-    stored = {}
-    for image_id, entry in entries.items():
-        try:
-            stored[image_id] = store_upload(entry["path"], settings.images_dir, settings.max_upload_mb * 2**20,
-                                            entry["shown"])
-        except ImageRejected as error:
-            raise ExchangeError(f"{where}: image {image_id}: {error}") from error
+    # Files go into the content-addressed store first (the boxes are checked against each image's real size); a
+    # refused import takes back the files it added, so it leaves the store as it found it. Rows are written last.
+    stored, added = {}, []
+    try:
+        for image_id, entry in entries.items():
+            target_existed = _stored_already(settings, entry["path"])
+            try:
+                stored[image_id] = store_upload(entry["path"], settings.images_dir, settings.max_upload_mb * 2**20,
+                                                entry["shown"])
+            except ImageRejected as error:
+                raise ExchangeError(f"{where}: image {image_id}: {error}") from error
+            if not target_existed:
+                added.append(stored[image_id])
+        counts = _write_coco(database, project_id, where, categories, entries, annotations, stored)
+    except Exception:
+        _take_back(database, settings, added)
+        raise
+    logger.info("imported %s into project %d: %s", where, project_id, counts)
+    return counts
+
+
+def _stored_already(settings: Settings, path: Path) -> bool:
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return any(settings.images_dir.glob(f"{digest[:2]}/{digest}.*"))
+
+
+def _take_back(database: Database, settings: Settings, added: list) -> None:
+    """Delete store files a refused import added, unless a row (another import meanwhile) uses them."""
+
+    with database.session() as session:
+        for image in added:
+            if session.scalar(select(ImageRecord.id).where(ImageRecord.sha256 == image.sha256).limit(1)) is None:
+                stored_path(settings.images_dir, image.sha256, image.suffix).unlink(missing_ok=True)
+
+
+def _write_coco(database: Database, project_id: int, where: str, categories: dict, entries: dict,
+                annotations: list, stored: dict) -> dict:
+    """Check every box against its stored image, then write classes, images and boxes in one transaction."""
     for number, annotation in enumerate(annotations, start=1):
         if annotation.get("suggested") is True:
             continue  # a model's suggestion exported with the flag, not a confirmed box: never imported as one
@@ -285,7 +318,6 @@ def import_coco(database: Database, settings: Settings, project_id: int, annotat
                 store.save_boxes(session, record.id, boxes)
             counts["images"] += 1
             counts["boxes"] += len(boxes)
-    logger.info("imported %s into project %d: %s", where, project_id, counts)
     return counts
 
 

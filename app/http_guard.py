@@ -1,5 +1,6 @@
 """The HTTP edge in front of gradio's routes: the per-user check on file URLs, uploads granted to their uploader, the
-per-address limit on failed sign-ins, and the sign-in page's "try again in N s".
+per-address limit on failed sign-ins, the sign-in page's "try again in N s", and API calls with more values than
+the endpoint takes (gradio would drop the extra ones silently and run the call).
 
 An ASGI middleware, installed as the innermost one (`launch(app_kwargs={"middleware": ...})`), so it sees gradio's
 requests and responses uncompressed, after the session middleware that OAuth sign-in adds.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from http.cookies import SimpleCookie
+import re
+from http.cookies import SimpleCookie, CookieError
 
 from app.auth import SignInLimiter, TooManyAttempts
 from app.served_files import ServedFiles
@@ -17,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 FILE_ROUTE = "/gradio_api/file="
 UPLOAD_ROUTE = "/gradio_api/upload"
+API_CALL = re.compile(r"/gradio_api/(?:run|call)/([^/]+)/?$")
+MAX_API_BODY = 32 * 2**20  # an API call's JSON (5,000 boxes fit in a few hundred kB)
 NOT_YOURS = (b"This file is not available to you: it was made for another user, or it expired. "
              b"Open the image or export again in the app.")
 
@@ -58,9 +62,14 @@ class HttpGuard:
         self.address_limiter = address_limiter or SignInLimiter(max_failures=100)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or self.sign_in == "none":  # one user: nothing to keep apart
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path, method = scope.get("path", ""), scope.get("method", "GET")
+        call = API_CALL.search(path) if method == "POST" else None
+        if call is not None:
+            return await self._api_call(scope, receive, send, call.group(1))
+        if self.sign_in == "none":  # one user: nothing to keep apart
+            return await self.app(scope, receive, send)
         if FILE_ROUTE in path and method in ("GET", "HEAD"):
             return await self._file(scope, receive, send, path.split(FILE_ROUTE, 1)[1])
         if path.endswith(UPLOAD_ROUTE) and method == "POST":
@@ -79,6 +88,53 @@ class HttpGuard:
             logger.info("refused a file URL to %r: not granted", self._user(scope))
             return await _plain(send, 404, NOT_YOURS)
         return await self.app(scope, receive, send)
+
+    async def _api_call(self, scope, receive, send, api_name: str):
+        """Refuse a list of values longer than the endpoint's inputs; pass everything else on unchanged."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_API_BODY:
+                return await _json(send, 413, f"the request is over {MAX_API_BODY // 2**20} MB; send less at once")
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        wanted = self._input_count(scope, api_name)
+        try:
+            data = json.loads(body)["data"]
+        except (ValueError, TypeError, KeyError):
+            data = None
+        if wanted is not None and not isinstance(data, list):
+            return await _json(send, 400, f"/{api_name} needs a JSON body {{\"data\": [...]}} with its {wanted} "
+                                          "value(s) in order (see the API page linked at the foot of the app)")
+        if wanted is not None and len(data) > wanted:
+            logger.info("/%s refused: %d values for %d inputs", api_name, len(data), wanted)
+            return await _json(send, 400, f"/{api_name} takes {wanted} value{'s' * (wanted != 1)}, got "
+                                          f"{len(data)}; remove the extra ones")
+        sent = [False]
+
+        async def replay():
+            if not sent[0]:
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+        return await self.app(scope, replay, send)
+
+    @staticmethod
+    def _input_count(scope, api_name: str) -> int | None:
+        app = scope.get("app")
+        try:
+            fns = app.get_blocks().fns.values()
+        except Exception:  # noqa: BLE001 - no blocks yet: let gradio answer
+            return None
+        for fn in fns:
+            if getattr(fn, "api_name", None) == api_name:
+                return len(fn.inputs)
+        return None
 
     async def _upload(self, scope, receive, send):
         """Pass the upload through; grant the stored paths gradio answers with to the uploader."""
@@ -154,13 +210,20 @@ class HttpGuard:
         cookies = SimpleCookie()
         for name, value in scope.get("headers") or []:
             if name == b"cookie":
-                cookies.load(value.decode("latin-1"))
+                try:
+                    cookies.load(value.decode("latin-1"))
+                except CookieError:
+                    continue  # a malformed cookie header: no user from it
         for key in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
             if key in cookies:
                 user = app.tokens.get(cookies[key].value)
                 if user:
                     return user
         return None
+
+
+async def _json(send, status: int, message: str) -> None:
+    await _plain(send, status, json.dumps({"error": message}).encode(), "application/json")
 
 
 async def _plain(send, status: int, body: bytes, kind: str = "text/plain; charset=utf-8") -> None:

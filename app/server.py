@@ -59,7 +59,10 @@ def launch_options(settings: Settings, context: AppContext) -> dict:
     guard = Middleware(HttpGuard, files=context.files, sign_in=settings.sign_in)
     options = {"server_name": settings.host, "server_port": settings.port, "allowed_paths": [],
                "max_file_size": f"{settings.max_upload_mb}mb", "head": SHORTCUTS_JS, "footer_links": ["api"],
-               "app_kwargs": {"middleware": [guard]}}
+               "app_kwargs": {"middleware": [guard]},
+               # refusals that gradio itself makes before a handler runs (a file path nobody uploaded, a payload
+               # with too few values) reach the client with their message instead of an empty error
+               "show_error": True}
     if settings.sign_in == "password":
         options["auth"] = password_checker(settings.users)
         options["auth_message"] = "Sign in to see your projects."

@@ -213,12 +213,12 @@ def delete_image(session: Session, image_id: int) -> str:
 def coordinate(value, what: str) -> float:
     """One pixel coordinate from a user (page, API, HTTP): a finite number, never a bool, NaN or infinity, which
     comparisons and clipping would otherwise turn into a made-up box."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):  # "12" too: a number, not text
         raise StoreError(f"{what} must be a number of pixels, not {value!r}")
     try:
         number = float(value)
-    except ValueError:
-        raise StoreError(f"{what} must be a number of pixels, not {value!r}") from None
+    except OverflowError:  # an integer beyond a float's range
+        raise StoreError(f"{what} must be a finite number of pixels, not {value!r}") from None
     if not math.isfinite(number):
         raise StoreError(f"{what} must be a finite number of pixels, not {value!r}")
     return number

@@ -15,8 +15,10 @@ Variants:
   prompted;
 - `never-worse`: the defaults now (no negative signal for classes without boxes, the cached zero-shot teacher, routing
   by training boxes), early stopping on validation images, and routes chosen on those validation images;
-- two ablations of `never-worse`, one lever off each: `never-worse, full schedule` (no early stopping: the last step
-  is kept) and `never-worse, box routes` (routes by training boxes only, none chosen on validation images).
+- ablations of `never-worse`: `best step` (early stopping keeps the best validation step, not the latest within
+  the margin: the rule before 2026-12-02's second change), `full schedule` (no early stopping: the last step is
+  kept) and `best step, box routes` (the best step, and routes by training boxes only, none chosen on validation
+  images).
 Validation images are 20 pool images outside the draw; test images are never used to choose anything.
 """
 from __future__ import annotations
@@ -44,7 +46,8 @@ from sdpt.routing import choose_routes
 from sdpt.train import tune
 
 logger = logging.getLogger("benchmarks.withheld_classes")
-VARIANTS = ["today", "never-worse", "never-worse, full schedule", "never-worse, box routes"]
+VARIANTS = ["today", "never-worse", "never-worse, best step", "never-worse, full schedule",
+            "never-worse, best step, box routes"]
 VALIDATION_IMAGES = 20
 
 
@@ -106,9 +109,11 @@ def measure(detector, data: TaskData, variant: str, shots: int, seed: int, lr: f
         prompt.routing = None  # every class prompted, as before routing
     else:
         config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr)
+        if "best step" in variant:
+            config.stop_margin = 0.0
         early_stopping = variant != "never-worse, full schedule"
         result = tune(detector, train, prompt, config, validation=validation if early_stopping else None)
-        if variant != "never-worse, box routes":
+        if not variant.endswith("box routes"):
             report = evaluate_routes(detector, validation, prompt)
             prompt.routing = choose_routes(prompt.routing, report["zero-shot"]["per_class"],
                                            report["prompted"]["per_class"], chosen_on="validation images")

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--val-annotations", default=None,
                       help="COCO JSON of validation images (in --val-images): keep the best step's prompt on them")
     tune.add_argument("--val-images", default=None, help="directory of the validation images")
+    tune.add_argument("--stop-margin", type=float, default=None,
+                      help="with validation images: keep the latest step within this much mAP of the best "
+                           "(default: TrainConfig's; 0 = the best step)")
     tune.add_argument("--augment", action="store_true",
                       help="also train on each image mirrored and zoomed out (see BENCHMARKS.md before using it)")
 
@@ -109,6 +112,8 @@ def run_tune(args) -> int:
         config.route_min_boxes = args.route_min_boxes
     if args.distill_weight is not None:
         config.distill_weight = args.distill_weight
+    if args.stop_margin is not None:
+        config.stop_margin = args.stop_margin
     config.unlabelled_negatives = args.unlabelled_negatives
     validation = None
     if args.val_annotations is not None:

@@ -108,6 +108,9 @@ class TrainConfig:
     validate_every: int = field(default=20, metadata={
         "help": "with a validation set passed to tune(): score the prompt every this many steps (and before the "
                 "first) and keep the best one (early stopping)"})
+    stop_margin: float = field(default=0.02, metadata={
+        "help": "early stopping keeps the latest scored step within this much validation mAP of the best (not the "
+                "best itself: on few validation images the best step is partly noise); 0 = the best step"})
     checkpointing: bool = field(default=False, metadata={
         "help": "recompute encoder/decoder activations during backward instead of keeping them: less peak memory, "
                 "slower steps (figures in BENCHMARKS.md)"})
@@ -118,8 +121,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.distill_weight < 0 or self.route_min_boxes < 0 or self.validate_every < 1:
-            raise ConfigError("distill_weight and route_min_boxes must be 0 or more, validate_every at least 1")
+        if self.distill_weight < 0 or self.route_min_boxes < 0 or self.validate_every < 1 or not \
+                0 <= self.stop_margin < 1:
+            raise ConfigError("distill_weight and route_min_boxes must be 0 or more, validate_every at least 1, "
+                              "stop_margin in [0, 1)")
         if not 0 <= self.weight_decay < 10:
             raise ConfigError(f"weight decay must be in [0, 10), got {self.weight_decay} (0.25 is GLIP's)")
 

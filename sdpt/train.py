@@ -168,7 +168,8 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     paused = None
     # routed as it will be used, so that early stopping scores what the user gets
     prompt.routing = by_box_count(dataset.class_names, counts, config.route_min_boxes)
-    stopping = EarlyStopping(validation, config.validate_every) if validation is not None else None
+    stopping = (EarlyStopping(validation, config.validate_every, config.stop_margin) if validation is not None
+                else None)
     if stopping is not None:
         stopping.score(detector, prompt, first_step)
     prompt.train()
@@ -219,6 +220,7 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     if stopping is not None and not cancelled:
         stopping.restore_best(prompt)
         best = stopping.best_step
-        logger.info("kept the prompt of step %d (validation mAP %.4f)", best, stopping.best_score)
+        logger.info("kept the prompt of step %d (validation mAP %.4f; best %.4f, margin %.2f)", best,
+                    stopping.kept_score, stopping.best_score, stopping.margin)
     return TuneResult(prompt, history, cancelled, time.perf_counter() - start, paused,
                       stopping.scores if stopping is not None else [], best)

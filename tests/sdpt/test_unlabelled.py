@@ -64,12 +64,14 @@ def test_early_stopping_keeps_the_best_validation_step(shipped_detector, with_un
                   TrainConfig(steps=12, batch_size=4, validate_every=4), validation=validation)
     steps = [step for step, _ in result.validation]
     assert steps == [0, 4, 8, 12]
-    best_step, best = max(result.validation, key=lambda pair: pair[1])
-    assert result.best_step == best_step
+    best = max(score for _, score in result.validation)
+    # the latest step within the margin (0.02) of the best is kept: on few images the best step is partly noise
+    kept_step, kept = max((step, score) for step, score in result.validation if score >= best - 0.02)
+    assert result.best_step == kept_step
     # the kept prompt scores the best figure again, routed as choose_routes routes it on these images
     from sdpt.early_stopping import routed_map
 
     zero = evaluate(shipped_detector, validation)["per_class"]
     prompted = evaluate(shipped_detector, validation, result.prompt, routed=False)["per_class"]
-    assert routed_map(result.prompt.routing, zero, prompted) == pytest.approx(best, abs=1e-9)
-    assert best >= result.validation[0][1]  # never below the step-0 prompt (the zero-shot model)
+    assert routed_map(result.prompt.routing, zero, prompted) == pytest.approx(kept, abs=1e-9)
+    assert kept >= result.validation[0][1] - 0.02  # never measurably below the step-0 prompt (the zero-shot model)
