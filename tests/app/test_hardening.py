@@ -43,7 +43,7 @@ def _boxes(context, image):
         return store.boxes_of(store.get_image(session, image))
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), True])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "12", 10**400])
 def test_non_finite_or_bool_coordinates_over_raw_http_are_refused_and_the_boxes_stay(labelled_image, bad):
     url, context, _project, image = labelled_image
     before = _boxes(context, image)
@@ -85,10 +85,28 @@ def test_a_coco_box_with_nan_is_refused(labelled_image, tmp_path):
             "categories": [{"id": 1, "name": "bolt"}]}
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(coco))
+    files = sorted(p for p in context.settings.images_dir.rglob("*") if p.is_file())
     with pytest.raises(exchange.ExchangeError, match="four numbers .* all finite"):
         exchange.import_coco(context.database, context.settings, project, path, {"other.png": picture})
     with context.database.session() as session:
         assert len(store.list_images(session, project)) == 1
+    # the refused import took back the image file it had stored: the store is as it was
+    assert sorted(p for p in context.settings.images_dir.rglob("*") if p.is_file()) == files
+
+
+def test_api_calls_with_extra_or_malformed_values_are_refused_and_change_nothing(labelled_image):
+    url, context, _project, image = labelled_image
+    before = _boxes(context, image)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        # gradio would drop the extra values and run the call: here that would delete the image's boxes
+        text = _error(_post(http, "save_boxes", [image, [], -1, 1, 2]))
+        assert "/save_boxes takes 3 values, got 5; remove the extra ones" in text, text
+        for body in (b"{not json", json.dumps({"data": {"image": image}}).encode()):
+            answer = http.post("/gradio_api/run/save_boxes", content=body,
+                               headers={"content-type": "application/json"})
+            assert answer.status_code == 400 and 'needs a JSON body {"data": [...]}' in answer.json()["error"], \
+                answer.text
+    assert _boxes(context, image) == before
 
 
 def test_ids_beyond_64_bits_get_the_unknown_id_answer(labelled_image):
