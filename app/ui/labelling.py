@@ -7,6 +7,7 @@ from pathlib import Path
 from app import access, store
 from app.context import AppContext
 from app.image_files import ImageRejected, store_upload
+from app.ui import display_scale
 from app.ui.messages import from_error, ok, problem
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,11 @@ def editor_value(ctx: AppContext, image_id: int | None) -> tuple[dict | None, in
             boxes = [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))}
                      for box in store.boxes_of(record)]
             path = store.image_file(ctx.settings.images_dir, record)
-            info = f"**{record.original_name}** · {record.width}x{record.height} · {len(boxes)} saved boxes"
-            return {"image": ctx.served(path), "boxes": boxes}, record.revision, record.split, info
+            k = display_scale.factor(record.width, record.height)
+            info = (f"**{record.original_name}** · {record.width}x{record.height}{f' (shown x{k})' if k > 1 else ''}"
+                    f" · {len(boxes)} saved boxes")
+            return ({"image": display_scale.page_image(ctx, path, k), "boxes": display_scale.to_page(boxes, k)},
+                    record.revision, record.split, info)
     except Exception as error:
         return None, -1, "train", from_error(error)
 
@@ -94,6 +98,8 @@ def save_boxes(ctx: AppContext, image_id: int | None, revision: int | None, valu
     try:
         with ctx.database.session() as session:
             access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
+            shown = store.get_image(session, image_id)
+            boxes = display_scale.from_page(boxes, display_scale.factor(shown.width, shown.height))
             record = store.save_boxes(session, image_id, boxes, revision if revision is not None and revision >= 0
                                       else None)
             return ok(f"saved {len(record.boxes)} boxes on '{record.original_name}'"), record.revision
@@ -149,6 +155,7 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
             prompt_row = (store.latest_prompt(session, project_id, ctx.models.fingerprint())
                           if source == "latest prompt" else None)
             prompt_dir = ctx.settings.prompts_dir / prompt_row.relative_dir if prompt_row else None
+            k = display_scale.factor(record.width, record.height)
     except Exception as error:
         return current, from_error(error)
     if not names:
@@ -163,5 +170,5 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
               "xmin": round(b[0]), "ymin": round(b[1]), "xmax": round(b[2]), "ymax": round(b[3])}
              for b, c in zip(found.boxes.tolist(), found.classes.tolist())]
     what = "zero-shot model" if prompt_dir is None else f"prompt from job {prompt_row.job_id}"
-    return ({"image": ctx.served(path), "boxes": boxes},
+    return ({"image": display_scale.page_image(ctx, path, k), "boxes": display_scale.to_page(boxes, k)},
             ok(f"the {what} proposed {len(boxes)} boxes (score >= {threshold:.2f}); correct them and press Save"))

@@ -7,6 +7,7 @@ import re
 
 from app import access, store, suggestions
 from app.context import AppContext
+from app.ui import display_scale
 from app.ui.labelling import _hex_to_rgb
 from app.ui.messages import from_error, ok, problem
 
@@ -117,9 +118,11 @@ def _editor_value(ctx: AppContext, image_id: int) -> tuple[dict, int, str]:
         source = pending[0]["source"] if pending else ""
         info = (f"**{record.original_name}** · {len(record.boxes)} confirmed · {len(pending)} suggested"
                 f"{f' ({source})' if source else ''} · {'reviewed' if record.reviewed else 'not reviewed yet'}")
-        # the page gets a copy only this user may fetch, never the image store's path (as in the Label tab)
-        return ({"image": ctx.served(store.image_file(ctx.settings.images_dir, record)), "boxes": boxes},
-                record.revision, info)
+        # the page gets a copy only this user may fetch, never the image store's path (as in the Label tab);
+        # small images are shown scaled up by a whole factor, boxes with them
+        k = display_scale.factor(record.width, record.height)
+        image = display_scale.page_image(ctx, store.image_file(ctx.settings.images_dir, record), k)
+        return {"image": image, "boxes": display_scale.to_page(boxes, k)}, record.revision, info
 
 
 def _left(suggested: int) -> str:
@@ -157,7 +160,14 @@ def accept_edited(ctx: AppContext, image_id: int | None, revision: int | None, v
     if image_id is None:
         return problem("no image is open; press Next to review (R)")
     confirmed, kept = [], {}
-    for box in (value or {}).get("boxes") or []:
+    try:
+        with ctx.database.session() as session:
+            access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
+            shown = store.get_image(session, image_id)
+            k = display_scale.factor(shown.width, shown.height)
+    except Exception as error:
+        return from_error(error)
+    for box in display_scale.from_page(list((value or {}).get("boxes") or []), k):
         match = _SUGGESTION_LABEL.search(str(box.get("label") or ""))
         if match and "suggested" in str(box.get("label")):
             kept[int(match.group(1))] = box
