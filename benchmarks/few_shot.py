@@ -172,7 +172,10 @@ def measure(detector, data: TaskData, method: str, shots: int, seed: int, config
             "map": result["map"], "map50": result["map50"], "trainable": prompt.trainable_parameters(),
             "percent": 100 * prompt.trainable_fraction(), "seconds": seconds, "memory_mb": memory.megabytes,
             "memory_released_first": True, "options": to_dict(prompt.config),
-            "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"]}
+            "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"],
+            # the same with every class prompted: what the prompt itself does to classes it was not tuned on
+            # (routed, as the library detects, those classes go to the zero-shot model)
+            "forgetting_map50_all_prompted": evaluate(detector, data.pretrain_test, prompt, routed=False)["map50"]}
 
 
 def zero_shot(detector, data: TaskData) -> dict:
