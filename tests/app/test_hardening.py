@@ -181,3 +181,21 @@ def test_a_refusal_is_logged_as_one_line_not_a_traceback(labelled_image, capfd, 
     assert "not in this project" in text
     assert "Traceback" not in capfd.readouterr().err
     assert any("/save_boxes refused" in r.getMessage() for r in caplog.records)
+
+
+def test_an_image_whose_file_is_missing_gets_a_message_that_says_what_to_do(labelled_image):
+    import dataclasses
+
+    from app.access import User
+    from app.ui import labelling, review
+
+    _url, context, _project, image = labelled_image
+    with context.database.session() as session:
+        path = store.image_file(context.settings.images_dir, store.get_image(session, image))
+    path.unlink()
+    ctx = dataclasses.replace(context, user=User(context.settings.admin_user, everything=True))
+    value, _revision, _split, message = labelling.editor_value(ctx, image)
+    assert value is None and "is missing from the image store" in message and "upload the image again" in message
+    assert "its 1 boxes are kept" in message
+    assert "is missing from the image store" in review.editor_value(ctx, image)[2]
+    assert len(_boxes(context, image)) == 1  # nothing lost
