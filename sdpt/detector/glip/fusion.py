@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from sdpt.detector.glip.swin import DropPath
+
 # GLIP clamps raw scores to this range so that they survive fp16 (whose max is 65504).
 SCORE_CLAMP = 50000.0
 # Added to the image-side scores of padded text tokens (the official value; -inf in fp16).
@@ -35,25 +37,6 @@ GLIP_T_L_DIM = 768
 GLIP_T_EMBED_DIM = 2048
 GLIP_T_HEADS = 8
 GLIP_T_NUM_STAGES = 6
-
-
-class DropPath(nn.Module):
-    """Stochastic depth on a residual branch: each sample's branch is zeroed with probability `p` in training, and the
-    kept ones are scaled by 1/(1-p) so the expectation is unchanged (timm's behaviour, which GLIP uses)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-        mask = x.new_empty(shape).bernoulli_(keep)
-        if keep > 0.0:
-            mask = mask.div_(keep)
-        return x * mask
 
 
 class BiMultiHeadAttention(nn.Module):
