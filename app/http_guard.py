@@ -64,6 +64,7 @@ class HttpGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        self.files.sweep_if_due()
         path, method = scope.get("path", ""), scope.get("method", "GET")
         call = API_CALL.search(path) if method == "POST" else None
         if call is not None:

@@ -114,11 +114,15 @@ class ServedFiles:
             logger.info("deleted %d expired served file folder(s)", removed)
         return removed
 
+    def sweep_if_due(self) -> None:
+        """Sweep at most once a minute (called on every request, so copies go soon after they expire)."""
+        if self.clock() - self._last_sweep > SWEEP_EVERY_S:
+            self.sweep()
+
     def _grant(self, folder: Path, user: str) -> None:
         with self._lock:
             self._grants.setdefault(folder, {})[user] = self.clock() + self.ttl_s
-        if self.clock() - self._last_sweep > SWEEP_EVERY_S:
-            self.sweep()
+        self.sweep_if_due()
 
     def _folder(self, user: str, content_key: str) -> Path:
         token = hmac.new(self._secret, f"{user}\0{content_key}".encode(), hashlib.sha256).hexdigest()[:40]
