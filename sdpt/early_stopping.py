@@ -77,10 +77,12 @@ class EarlyStopping:
 
     @property
     def best_step(self) -> int:
-        """The latest scored step within `margin` of the best score (the step whose prompt `restore_best` keeps)."""
+        """The latest scored step within `margin` of the best score and not below the first scored one (before any
+        step: the zero-shot model), so the margin never trades away the never-worse guarantee on these images."""
         if not self.scores:
             return 0
-        return max(step for step, value in self.scores if value >= self.best_score - self.margin)
+        floor = max(self.best_score - self.margin, self.scores[0][1])
+        return max(step for step, value in self.scores if value >= floor)
 
     @property
     def kept_score(self) -> float:

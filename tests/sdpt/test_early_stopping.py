@@ -25,3 +25,12 @@ def test_the_latest_step_within_the_margin_of_the_best_is_kept(margin, kept):
     assert stopping.best_score == 0.40 and stopping.best_step == kept
     stopping.restore_best(prompt)
     assert prompt.weight.tolist() == [kept] * 3  # the kept step's tensors, not the last step's
+
+
+def test_the_margin_never_keeps_a_step_below_the_zero_shot_start():
+    stopping = EarlyStopping(validation=None, every=20, margin=0.05)
+    prompt = Scored()
+    for step, value in ((0, 0.30), (20, 0.32), (40, 0.29)):  # step 40 is within the margin but below step 0
+        stopping.scores.append((step, value))
+        stopping._states[step] = {name: t.detach().clone() for name, t in prompt.state_dict().items()}
+    assert stopping.best_step == 20

@@ -66,7 +66,8 @@ def test_early_stopping_keeps_the_best_validation_step(shipped_detector, with_un
     assert steps == [0, 4, 8, 12]
     best = max(score for _, score in result.validation)
     # the latest step within the margin (0.02) of the best is kept: on few images the best step is partly noise
-    kept_step, kept = max((step, score) for step, score in result.validation if score >= best - 0.02)
+    floor = max(best - 0.02, result.validation[0][1])  # and never below the zero-shot start
+    kept_step, kept = max((step, score) for step, score in result.validation if score >= floor)
     assert result.best_step == kept_step
     # the kept prompt scores the best figure again, routed as choose_routes routes it on these images
     from sdpt.early_stopping import routed_map
@@ -74,4 +75,4 @@ def test_early_stopping_keeps_the_best_validation_step(shipped_detector, with_un
     zero = evaluate(shipped_detector, validation)["per_class"]
     prompted = evaluate(shipped_detector, validation, result.prompt, routed=False)["per_class"]
     assert routed_map(result.prompt.routing, zero, prompted) == pytest.approx(kept, abs=1e-9)
-    assert kept >= result.validation[0][1] - 0.02  # never measurably below the step-0 prompt (the zero-shot model)
+    assert kept >= result.validation[0][1]  # never below the step-0 prompt (the zero-shot model)
