@@ -48,6 +48,15 @@ def prompt_for(objects, class_names: list[str], rng: random.Random, max_classes:
     return names, {"boxes": [box for box, _ in objects], "classes": [index[name] for _, name in objects]}
 
 
+def optimizer_and_schedule(trainable: list, lr: float, steps: int):
+    """AdamW with a linear warm-up (a tenth of the run, at most 300 steps) into a cosine decay over `steps`."""
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
+    warmup = max(1, min(300, steps // 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / steps))))
+    return optimizer, schedule
+
+
 def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed: int = 0,
              eval_every: int = 500, eval_images: int = 100, max_classes: int = 24, resume: Path | None = None,
              positions: str = "from_one", stop_at: int | None = None, fusion_scale: float | None = None) -> dict:
@@ -67,10 +76,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
     for name, param in model.named_parameters():
         param.requires_grad_(not name.startswith("model.text_backbone."))  # MiniLM stays as it was trained
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
-    warmup = max(1, min(300, steps // 10))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / steps))))
+    optimizer, schedule = optimizer_and_schedule(trainable, lr, steps)
     rng = random.Random(seed)
     stream = scene_stream(PRETRAIN, seed)
     held_out_dir = Path(tempfile.mkdtemp(prefix="sdpt-heldout-"))

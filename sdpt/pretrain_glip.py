@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import tempfile
 import time
@@ -23,7 +22,7 @@ from sdpt.data import load_coco, load_image
 from sdpt.detector.glip.inputs import encode
 from sdpt.detector.glip.small import build_small_glip, load_small_glip, save_small_glip
 from sdpt.evaluate import evaluate_detections
-from sdpt.pretrain import HELD_OUT_SEED, prompt_for
+from sdpt.pretrain import HELD_OUT_SEED, optimizer_and_schedule, prompt_for
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream, write_coco
 
 logger = logging.getLogger("sdpt.pretrain_glip")
@@ -57,10 +56,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
     for name, param in model.named_parameters():
         param.requires_grad_(not name.startswith(TEXT_ENCODER))  # MiniLM stays as it was trained
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
-    warmup = max(1, min(300, steps // 10))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / steps))))
+    optimizer, schedule = optimizer_and_schedule(trainable, lr, steps)
     rng = random.Random(seed)
     stream = scene_stream(PRETRAIN, seed)
     held_out_dir = Path(tempfile.mkdtemp(prefix="sdpt-glip-heldout-"))

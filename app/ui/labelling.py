@@ -70,6 +70,12 @@ def upload_images(ctx: AppContext, project_id: int | None, files: list | None, s
     return first, ok(text + "; draw boxes on them in the editor below")
 
 
+def coloured_boxes(session, record) -> list[dict]:
+    """An image's confirmed boxes for the box editors, each in its class's colour."""
+    colours = {c.name: c.colour for c in store.list_classes(session, record.project_id)}
+    return [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))} for box in store.boxes_of(record)]
+
+
 def editor_value(ctx: AppContext, image_id: int | None) -> tuple[dict | None, int, str, str]:
     """(annotator value, revision, split, one-line info) for an image."""
     if image_id is None:
@@ -78,9 +84,7 @@ def editor_value(ctx: AppContext, image_id: int | None) -> tuple[dict | None, in
         with ctx.database.session() as session:
             access.require(session, ctx.signed_in_user(), "read", image_id=image_id)
             record = store.get_image(session, image_id)
-            colours = {c.name: c.colour for c in store.list_classes(session, record.project_id)}
-            boxes = [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))}
-                     for box in store.boxes_of(record)]
+            boxes = coloured_boxes(session, record)
             path = store.image_file(ctx.settings.images_dir, record)
             k = display_scale.factor(record.width, record.height)
             info = (f"**{record.original_name}** · {record.width}x{record.height}{f' (shown x{k})' if k > 1 else ''}"

@@ -8,7 +8,7 @@ import re
 from app import access, store, suggestions
 from app.context import AppContext
 from app.ui import display_scale
-from app.ui.labelling import _hex_to_rgb
+from app.ui.labelling import coloured_boxes
 from app.ui.messages import from_error, ok, problem
 
 SUGGESTED_RGB = (150, 150, 150)  # every pending suggestion: grey, whatever its class
@@ -107,9 +107,7 @@ def _editor_value(ctx: AppContext, image_id: int) -> tuple[dict, int, str]:
     with ctx.database.session() as session:
         access.require(session, ctx.signed_in_user(), "read", image_id=image_id)
         record = store.get_image(session, image_id)
-        colours = {c.name: c.colour for c in store.list_classes(session, record.project_id)}
-        boxes = [{**box, "color": _hex_to_rgb(colours.get(box["label"], "#000000"))}
-                 for box in store.boxes_of(record)]
+        boxes = coloured_boxes(session, record)
         pending = suggestions.suggestions_of(session, image_id)
         for k, item in enumerate(pending):
             boxes.append({"label": suggestion_label(item, k == 0), "xmin": item["xmin"], "ymin": item["ymin"],
