@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import shutil
@@ -254,13 +253,12 @@ def import_coco(database: Database, settings: Settings, project_id: int, annotat
     stored, added = {}, []
     try:
         for image_id, entry in entries.items():
-            target_existed = _stored_already(settings, entry["path"])
             try:
                 stored[image_id] = store_upload(entry["path"], settings.images_dir, settings.max_upload_mb * 2**20,
                                                 entry["shown"])
             except ImageRejected as error:
                 raise ExchangeError(f"{where}: image {image_id}: {error}") from error
-            if not target_existed:
+            if stored[image_id].added:
                 added.append(stored[image_id])
         counts = _write_coco(database, project_id, where, categories, entries, annotations, stored)
     except Exception:
@@ -270,14 +268,8 @@ def import_coco(database: Database, settings: Settings, project_id: int, annotat
     return counts
 
 
-def _stored_already(settings: Settings, path: Path) -> bool:
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return any(settings.images_dir.glob(f"{digest[:2]}/{digest}.*"))
-
-
 def _take_back(database: Database, settings: Settings, added: list) -> None:
     """Delete store files a refused import added, unless a row (another import meanwhile) uses them."""
-
     with database.session() as session:
         for image in added:
             if session.scalar(select(ImageRecord.id).where(ImageRecord.sha256 == image.sha256).limit(1)) is None:

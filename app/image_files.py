@@ -24,6 +24,7 @@ class StoredImage:
     width: int
     height: int
     original_name: str
+    added: bool = False  # this call wrote the file into the store (it was not there before)
 
 
 def stored_path(images_dir: Path, sha256: str, suffix: str) -> Path:
@@ -71,9 +72,10 @@ def store_upload(upload: str | Path, images_dir: Path, max_bytes: int, original_
         raise ImageRejected(f"'{shown}' is a {kind} file; upload PNG, JPEG, WebP, BMP or TIFF")
     sha = _sha256(upload)
     target = stored_path(images_dir, sha, SUFFIXES[kind])
-    if not target.exists():
+    added = not target.exists()
+    if added:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(target.suffix + ".part")
         shutil.copyfile(upload, partial)
         partial.replace(target)  # atomic: a crash never leaves a half-written image under its final name
-    return StoredImage(sha, SUFFIXES[kind], image.width, image.height, shown)
+    return StoredImage(sha, SUFFIXES[kind], image.width, image.height, shown, added)

@@ -5,13 +5,12 @@ import logging
 import os
 
 import gradio as gr
-
 from starlette.middleware import Middleware
 
 from app.auth import password_checker
-from app.http_guard import HttpGuard
 from app.context import AppContext
 from app.db import Database
+from app.http_guard import HttpGuard
 from app.models_service import ModelService
 from app.settings import Settings
 from app.ui.layout import build_ui

@@ -152,8 +152,8 @@ def preannotate(ctx: AppContext, project_id: int | None, image_id: int | None, s
     try:
         access.check(ctx, "write", project_id=project_id, image_id=image_id)
         with ctx.database.session() as session:
-            names = [c.name for c in store.list_classes(session, project_id)]
-            colours = {c.name: c.colour for c in store.list_classes(session, project_id)}
+            classes = store.list_classes(session, project_id)
+            names, colours = [c.name for c in classes], {c.name: c.colour for c in classes}
             record = store.get_image(session, image_id)
             path = store.image_file(ctx.settings.images_dir, record)  # refused with a message if the file is gone
             prompt_row = (store.latest_prompt(session, project_id, ctx.models.fingerprint())

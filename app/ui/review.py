@@ -163,17 +163,12 @@ def accept_edited(ctx: AppContext, image_id: int | None, revision: int | None, v
             access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
             shown = store.get_image(session, image_id)
             k = display_scale.factor(shown.width, shown.height)
-    except Exception as error:
-        return from_error(error)
-    for box in display_scale.from_page(list((value or {}).get("boxes") or []), k):
-        match = _SUGGESTION_LABEL.search(str(box.get("label") or ""))
-        if match and "suggested" in str(box.get("label")):
-            kept[int(match.group(1))] = box
-        else:
-            confirmed.append(box)
-    try:
-        with ctx.database.session() as session:
-            access.require(session, ctx.signed_in_user(), "write", image_id=image_id)
+            for box in display_scale.from_page(list((value or {}).get("boxes") or []), k):
+                match = _SUGGESTION_LABEL.search(str(box.get("label") or ""))
+                if match and "suggested" in str(box.get("label")):
+                    kept[int(match.group(1))] = box
+                else:
+                    confirmed.append(box)
             result = suggestions.save_review(session, image_id, revision, confirmed, kept)
         left = _left(result["suggested"])
         return ok(f"saved: {result['accepted']} suggestions accepted as edited, {result['rejected']} rejected, "
