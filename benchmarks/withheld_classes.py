@@ -20,6 +20,10 @@ Variants:
   kept) and `best step, box routes` (the best step, and routes by training boxes only, none chosen on validation
   images).
 Validation images are 20 pool images outside the draw; test images are never used to choose anything.
+
+`--methods` runs the variants for other prompt methods than the default (each at its own chosen lr): routing,
+the teacher and early stopping live in the training and inference code, so they apply to every method. Rows of a
+method other than the default carry its name in `prompt` (and in the results log's key).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from sdpt.config import TrainConfig
 from sdpt.data import FewShotSet
 from sdpt.detector import load_detector
 from sdpt.evaluate import evaluate, evaluate_routes
-from sdpt.methods import DEFAULT_METHOD, build_method
+from sdpt.methods import DEFAULT_METHOD, METHODS, build_method
 from sdpt.routing import choose_routes
 from sdpt.train import tune
 
@@ -96,11 +100,16 @@ def scored(detector, data: TaskData, prompt, withheld: list[str]) -> dict:
             "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"]}
 
 
+def method_key(method: str) -> str:
+    """The results log's extra key: empty for the default method (the rows measured before `--methods` existed)."""
+    return "" if method == DEFAULT_METHOD else method
+
+
 def measure(detector, data: TaskData, variant: str, shots: int, seed: int, lr: float, steps: int, batch: int,
-            fraction: float) -> dict:
+            fraction: float, method: str = DEFAULT_METHOD) -> dict:
     withheld = withheld_names(data.pool.class_names, fraction, seed)
     train, validation = draw(data.pool, shots, seed, withheld)
-    prompt = build_method(DEFAULT_METHOD, detector, seed=seed)
+    prompt = build_method(method, detector, seed=seed)
     start = time.perf_counter()
     if variant == "today":
         config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr, unlabelled_negatives=True,
@@ -118,7 +127,8 @@ def measure(detector, data: TaskData, variant: str, shots: int, seed: int, lr: f
             prompt.routing = choose_routes(prompt.routing, report["zero-shot"]["per_class"],
                                            report["prompted"]["per_class"], chosen_on="validation images")
     seconds = time.perf_counter() - start
-    row = {"task": data.task, "method": variant, "shots": shots, "seed": seed, "lr": lr, "withheld": withheld,
+    row = {"task": data.task, "method": variant, "prompt": method, "variant": method_key(method), "shots": shots,
+           "seed": seed, "lr": lr, "withheld": withheld,
            "train_images": len(train), "train_boxes": train.num_boxes(), "seconds": seconds,
            "kept_step": result.best_step, **scored(detector, data, prompt, withheld)}
     if prompt.routing is not None:
@@ -132,7 +142,7 @@ def run(args) -> list[dict]:
                "pool_images": args.pool_images, "test_images": args.test_images, "withheld": args.withheld,
                "validation_images": VALIDATION_IMAGES}
     log = ResultsLog(args.results, setting)
-    lr = learning_rates(args.lrs).get(DEFAULT_METHOD)
+    lrs = learning_rates(args.lrs)
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         pretrain = load_coco(write_coco(root / "pretrain", PRETRAIN, args.test_images, 20_000),
@@ -145,14 +155,17 @@ def run(args) -> list[dict]:
                     log.add({"task": task, "method": "zero-shot", "shots": 0, "seed": seed, "withheld": withheld,
                              **scored(detector, data[task], None, withheld)})
                 for shots in args.shots:
-                    for variant in args.variants:
-                        if log.get(task=task, method=variant, shots=shots, seed=seed) is not None:
-                            continue
-                        row = log.add(measure(detector, data[task], variant, shots, seed, lr, args.steps,
-                                              args.batch_size, args.withheld))
-                        logger.info("%s", {k: v for k, v in row.items() if k not in ("setting", "per_class")})
+                    for method in args.methods:
+                        for variant in args.variants:
+                            if log.get(task=task, method=variant, shots=shots, seed=seed,
+                                       variant=method_key(method)) is not None:
+                                continue
+                            row = log.add(measure(detector, data[task], variant, shots, seed, lrs.get(method),
+                                                  args.steps, args.batch_size, args.withheld, method))
+                            logger.info("%s", {k: v for k, v in row.items() if k not in ("setting", "per_class")})
     return [r for r in log.rows.values() if r["task"] in args.tasks and r["seed"] in args.seeds
-            and (r["method"] == "zero-shot" or (r["shots"] in args.shots and r["method"] in args.variants))]
+            and (r["method"] == "zero-shot" or (r["shots"] in args.shots and r["method"] in args.variants
+                                                and r.get("prompt", DEFAULT_METHOD) in args.methods))]
 
 
 def _mean(rows: list[dict], key: str) -> str:
@@ -165,14 +178,19 @@ def _mean(rows: list[dict], key: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| task | variant | shots | seeds | withheld classes' mAP | kept classes' mAP | mAP | "
-             "pre-training mAP@.5 | tune s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | method | variant | shots | seeds | withheld classes' mAP | kept classes' mAP | mAP | "
+             "pre-training mAP@.5 | tune s |", "|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     order = {"zero-shot": 0, **{v: k + 1 for k, v in enumerate(VARIANTS)}}
-    for row in sorted(rows, key=lambda r: (r["task"], r["shots"], order[r["method"]], r["seed"])):
-        groups.setdefault((row["task"], row["method"], row["shots"]), []).append(row)
-    for (task, variant, shots), items in groups.items():
-        lines.append(f"| {task} | {variant} | {shots} | {len(items)} | {_mean(items, 'withheld_map')} | "
+
+    def method_of(row: dict) -> str:
+        return "-" if row["method"] == "zero-shot" else row.get("prompt", DEFAULT_METHOD)
+
+    for row in sorted(rows, key=lambda r: (r["task"], r["shots"], method_of(r) != "-", method_of(r) != DEFAULT_METHOD,
+                                           method_of(r), order[r["method"]], r["seed"])):
+        groups.setdefault((row["task"], method_of(row), row["method"], row["shots"]), []).append(row)
+    for (task, method, variant, shots), items in groups.items():
+        lines.append(f"| {task} | {method} | {variant} | {shots} | {len(items)} | {_mean(items, 'withheld_map')} | "
                      f"{_mean(items, 'kept_map')} | {_mean(items, 'map')} | {_mean(items, 'forgetting_map50')} | "
                      f"{_mean(items, 'seconds') if variant != 'zero-shot' else '-'} |")
     return "\n".join(lines)
@@ -185,6 +203,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--methods", nargs="+", default=[DEFAULT_METHOD], choices=sorted(METHODS),
+                        help="prompt methods to tune (each at its chosen lr)")
     parser.add_argument("--withheld", type=float, default=0.5, help="share of each task's classes without boxes")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
