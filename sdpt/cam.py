@@ -16,7 +16,7 @@ from PIL import Image
 
 from sdpt.data import load_image
 from sdpt.detector import encode_batch
-from sdpt.detector.cam_target import CAM_LEVEL, ClassScores, cam_layer, cam_layer_name
+from sdpt.detector.grounding_dino.cam_target import CAM_LEVEL, ClassScores, cam_layer, cam_layer_name
 from sdpt.methods import PromptMethod
 
 

@@ -19,8 +19,8 @@ import torch
 
 from sdpt.data import load_coco
 from sdpt.detector import detection_loss, encode_batch, load_detector
-from sdpt.detector.loading import set_fusion_scale
-from sdpt.detector.small_model import PHRASE_POSITIONS, build_small_untrained, save_small, set_phrase_positions
+from sdpt.detector.grounding_dino.loading import set_fusion_scale
+from sdpt.detector.grounding_dino.small_model import PHRASE_POSITIONS, build_small_untrained, save_small, set_phrase_positions
 from sdpt.evaluate import evaluate
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream, write_coco
 
@@ -62,7 +62,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
              positions: str = "from_one", stop_at: int | None = None, fusion_scale: float | None = None) -> dict:
     """Train for `steps` steps (from scratch, or on from the checkpoint in `resume`); keep the best in `out`.
 
-    `positions` is how phrase words are numbered for the text backbone (see `sdpt.detector.small_model`); resuming
+    `positions` is how phrase words are numbered for the text backbone (see `sdpt.detector.grounding_dino.small_model`); resuming
     a checkpoint with another scheme than it was trained with switches it over. `stop_at` ends the run early at
     that step, on the schedule of `steps` (how the first stage of the shipped model was made). `fusion_scale` sets
     the fusion layers' layer-scales before training (see `set_fusion_scale`).
@@ -134,7 +134,7 @@ def main() -> None:
                         help="stop at this step, keeping the learning-rate schedule of --steps")
     parser.add_argument("--fusion-scale", type=float, default=None,
                         help="set the fusion layers' layer-scales to this before training (transformers starts them "
-                             "at 1e-4; see sdpt.detector.loading.set_fusion_scale)")
+                             "at 1e-4; see sdpt.detector.grounding_dino.loading.set_fusion_scale)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:

@@ -7,6 +7,7 @@ in its usual format; the learning-rate schedule is rebuilt and stepped forward t
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -57,6 +58,8 @@ def load_training_state(directory: Path, optimizer: torch.optim.Optimizer, sched
         state.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
     if schedule is not None:
-        for _ in range(saved["step"]):
-            schedule.step()
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended when fast-forwarding
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(saved["step"]):
+                schedule.step()
     return saved

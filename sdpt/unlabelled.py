@@ -13,7 +13,7 @@ import logging
 import torch
 
 from sdpt.data import FewShotSet
-from sdpt.detector.teacher import TeacherTargets, held_tokens, teacher_targets
+from sdpt.detector.grounding_dino.teacher import TeacherTargets, held_tokens, teacher_targets
 
 logger = logging.getLogger(__name__)
 

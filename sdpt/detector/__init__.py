@@ -1,17 +1,20 @@
-"""The only package that knows Grounding DINO's internals (transformers' GroundingDino / MMGroundingDino).
+"""The home of the host detectors, the only package that knows a detector's internals.
 
-Everything else in `sdpt` talks to a `Detector` and to the small functions exported here:
-loading, class-prompt encoding, fusion-layer prompt injection, the prompt-independent prefix cache,
-the detection loss and box post-processing.
+Each host is a subpackage (`grounding_dino`, `glip`); what every host provides is the `Host` interface
+(`sdpt.detector.host`). Shared here: class-prompt text (`prompts`), the prompt tokens a fusion layer receives
+(`fusion_prompts`) and the detections every host returns (`detections`).
 """
-from sdpt.detector.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, Detector, ModelLoadError, build_tiny_random, load_detector
-from sdpt.detector.prompts import ClassPromptError, EncodedBatch, encode_batch, split_class_names
-from sdpt.detector.fusion import INJECTIONS, FusionPrompts, FusionPromptInjector, fusion_attention
-from sdpt.detector.prefix_cache import PrefixCache
-from sdpt.detector.checkpointing import activation_checkpointing
-from sdpt.detector.box_features import box_token_features
-from sdpt.detector.loss import detection_loss
-from sdpt.detector.postprocess import Detections, decode_detections
+from sdpt.detector.grounding_dino.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, Detector, ModelLoadError, build_tiny_random, load_detector
+from sdpt.detector.prompts import ClassPromptError, split_class_names
+from sdpt.detector.grounding_dino.inputs import EncodedBatch, encode_batch
+from sdpt.detector.fusion_prompts import FusionPrompts
+from sdpt.detector.grounding_dino.fusion import INJECTIONS, FusionPromptInjector, fusion_attention
+from sdpt.detector.grounding_dino.prefix_cache import PrefixCache
+from sdpt.detector.grounding_dino.checkpointing import activation_checkpointing
+from sdpt.detector.grounding_dino.box_features import box_token_features
+from sdpt.detector.grounding_dino.loss import detection_loss
+from sdpt.detector.detections import Detections
+from sdpt.detector.grounding_dino.postprocess import decode_detections
 
 __all__ = [
     "DEFAULT_MODEL", "FULL_SIZE_RANDOM", "TINY_RANDOM", "Detector", "ModelLoadError", "build_tiny_random", "load_detector",

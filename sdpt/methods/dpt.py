@@ -17,7 +17,7 @@ from torch import nn
 
 from sdpt.config import FusionPromptConfig
 from sdpt.detector import FusionPrompts
-from sdpt.detector.text_context import TextContextInjector
+from sdpt.detector.grounding_dino.text_context import TextContextInjector
 from sdpt.methods.fusion_base import FusionPromptMethod
 
 

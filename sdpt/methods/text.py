@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sdpt.config import ConfigError
-from sdpt.detector.text_context import TextContextInjector
+from sdpt.detector.grounding_dino.text_context import TextContextInjector
 from sdpt.methods.base import PromptMethod
 
 

@@ -128,7 +128,7 @@ def _png_bytes() -> bytes:
 def _no_detections():
     import torch
 
-    from sdpt.detector.postprocess import Detections
+    from sdpt.detector.detections import Detections
     return Detections(torch.tensor([[5.0, 5.0, 30.0, 20.0]]), torch.tensor([0]), torch.tensor([0.9]), ["blue thing"])
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from benchmarks.fusion_share import fusion_shares
-from sdpt.detector.loading import set_fusion_scale
+from sdpt.detector.grounding_dino.loading import set_fusion_scale
 
 
 def test_fusion_share_scales_with_the_layer_scale(detector, shapes_set):

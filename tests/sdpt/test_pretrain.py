@@ -3,7 +3,7 @@ stops where told, and resuming switches an old-numbering checkpoint over."""
 import json
 
 from sdpt.detector import load_detector
-from sdpt.detector.small_model import MARKER_FILE
+from sdpt.detector.grounding_dino.small_model import MARKER_FILE
 from sdpt.pretrain import pretrain, prompt_for
 
 

@@ -11,7 +11,7 @@ from sdpt.detector.glip.atss_loss import glip_loss
 from sdpt.detector.glip.inputs import GlipBatch, encode
 from sdpt.detector.glip.model import GlipConfig, GlipModel
 from sdpt.detector.glip.postprocess import glip_detections
-from sdpt.detector.postprocess import Detections
+from sdpt.detector.detections import Detections
 from sdpt.detector.prompts import split_class_names
 
 

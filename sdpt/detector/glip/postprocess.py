@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 from sdpt.detector.glip.box_coder import PIXEL_OFFSET, clip_to_image, decode, inclusive_to_exclusive
-from sdpt.detector.postprocess import Detections
+from sdpt.detector.detections import Detections
 
 logger = logging.getLogger(__name__)
 

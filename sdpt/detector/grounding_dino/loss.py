@@ -68,7 +68,7 @@ def detection_loss(detector, outputs, batch, aux_loss: bool = True, encoder_loss
     silent_tokens: (B, T) True at tokens of classes whose absence from an image says nothing (no confirmed box in
         the whole training set): the focal loss gives them no negative signal (federated loss, as Detic on LVIS).
     teacher: cached zero-shot `TeacherTargets` for this batch; with `distill_weight` > 0 the prompted model's scores
-        at the teacher's held tokens are kept close to the frozen model's (`sdpt.detector.teacher`).
+        at the teacher's held tokens are kept close to the frozen model's (`sdpt.detector.grounding_dino.teacher`).
     """
     config = detector.config
     attention_mask = batch.inputs["attention_mask"]
@@ -95,7 +95,7 @@ def detection_loss(detector, outputs, batch, aux_loss: bool = True, encoder_loss
         losses.update({k + "_enc": v for k, v in criterion(encoder, batch.labels).items()})
     total = _weighted(losses, config)
     if teacher is not None and distill_weight > 0:
-        from sdpt.detector.teacher import distillation_loss
+        from sdpt.detector.grounding_dino.teacher import distillation_loss
 
         losses["loss_distill"] = distillation_loss(detector, outputs, teacher)
         total = total + distill_weight * losses["loss_distill"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sdpt.detector.postprocess import phrase_scores
+from sdpt.detector.grounding_dino.postprocess import phrase_scores
 
 # input_proj_vision[0] is the stride-8 backbone level projected to d_model, the finest map entering the encoder.
 # Its gradients pass through the fusion layers, so the map depends on the class (and on the prompt).

@@ -126,8 +126,8 @@ def _load_pretrained(model_id: str) -> Detector:
             f"model '{model_id}' is a '{config.model_type}'; SDPT needs a fusion detector "
             f"({', '.join(classes)}), e.g. {DEFAULT_MODEL}"
         )
-    from sdpt.detector.small_model import load_packaged_text_backbone, phrase_positions, set_phrase_positions
-    from sdpt.detector.small_model import uses_packaged_text
+    from sdpt.detector.grounding_dino.small_model import load_packaged_text_backbone, phrase_positions, set_phrase_positions
+    from sdpt.detector.grounding_dino.small_model import uses_packaged_text
 
     packaged_text = local and uses_packaged_text(model_id)
     if packaged_text:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from sdpt.detector.prompts import encode_batch
+from sdpt.detector.grounding_dino.inputs import encode_batch
 
 
 def _token_centres(shapes: list[tuple[int, int]]) -> torch.Tensor:

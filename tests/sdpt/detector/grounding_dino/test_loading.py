@@ -4,7 +4,7 @@ import torch
 from transformers import MMGroundingDinoForObjectDetection
 
 from sdpt.detector import Detector, ModelLoadError, load_detector
-from sdpt.detector.loading import tiny_config, tiny_processor
+from sdpt.detector.grounding_dino.loading import tiny_config, tiny_processor
 from sdpt.inference import detect
 from sdpt.methods import build_method
 

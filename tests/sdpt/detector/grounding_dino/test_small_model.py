@@ -4,7 +4,7 @@ import json
 import torch
 
 from sdpt.detector import load_detector
-from sdpt.detector.small_model import MARKER_FILE, build_small_untrained, packaged_text_dir, save_small
+from sdpt.detector.grounding_dino.small_model import MARKER_FILE, build_small_untrained, packaged_text_dir, save_small
 
 
 def test_save_leaves_out_the_text_backbone_and_load_restores_it(tmp_path, shapes_set):
@@ -50,7 +50,7 @@ def _first_word_cosine(detector) -> float:
 
 
 def test_first_word_of_each_phrase_keeps_its_identity():
-    from sdpt.detector.small_model import set_phrase_positions
+    from sdpt.detector.grounding_dino.small_model import set_phrase_positions
 
     detector = build_small_untrained(seed=0)
     detector.model.eval()  # MiniLM's dropout off, as in pre-training (its backbone stays in eval mode)
