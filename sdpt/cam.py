@@ -15,18 +15,16 @@ import torch
 from PIL import Image
 
 from sdpt.data import load_image
-from sdpt.detector import encode_batch
-from sdpt.detector.grounding_dino.cam_target import CAM_LEVEL, ClassScores, cam_layer, cam_layer_name
 from sdpt.methods import PromptMethod
 
 
 def describe_cam(detector=None) -> str:
-    return (f"Grad-CAM on {cam_layer_name()} (stride-8 image features entering the encoder), target = the class's "
-            f"best query score; one forward + backward pass per map")
+    where = detector.cam_layer_name() if detector is not None else "the finest image feature map entering the fusion"
+    return f"Grad-CAM on {where}, target = the class's best score; one forward + backward pass per map"
 
 
 def class_cam(detector, image: Image.Image | str | Path, class_names: Sequence[str], class_index: int,
-              prompt: PromptMethod | None = None, level: int = CAM_LEVEL) -> np.ndarray:
+              prompt: PromptMethod | None = None, level: int | None = None) -> np.ndarray:
     """(height, width) map in [0, 1] at the image's own size: where the model's evidence for the class lies."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -34,23 +32,19 @@ def class_cam(detector, image: Image.Image | str | Path, class_names: Sequence[s
     if not 0 <= class_index < len(class_names):
         raise ValueError(f"class index {class_index} is outside the {len(class_names)} classes")
     picture = image if isinstance(image, Image.Image) else load_image(image)
-    batch = encode_batch(detector, [picture], [list(class_names)], context_tokens=prompt.context_tokens if prompt
-                         else 0)
+    batch = detector.encode([picture], [list(class_names)], context_tokens=prompt.context_tokens if prompt else 0)
     detector.model.eval()
     with prompt if prompt is not None else contextlib.nullcontext():
         if prompt is not None:
             prompt.eval()
-        wrapper = ClassScores(detector.model, batch, level)  # after attach: full fine-tuning swaps the model in
+        target = detector.cam_target(batch, level)  # after attach: full fine-tuning swaps the model in
         try:
-            with torch.enable_grad(), GradCAM(model=wrapper, target_layers=[cam_layer(detector.model, level)]) as cam:
-                heat = cam(input_tensor=batch.inputs["pixel_values"],
-                           targets=[ClassifierOutputTarget(class_index)])[0]
+            with torch.enable_grad(), GradCAM(model=target.model, target_layers=[target.layer]) as cam:
+                heat = cam(input_tensor=target.pixels, targets=[ClassifierOutputTarget(class_index)])[0]
         finally:
-            wrapper.close()
-    mask = batch.inputs.get("pixel_mask")
-    if mask is not None:  # drop the padding the processor added, then map back to the original size
-        rows, cols = int(mask[0].any(1).sum()), int(mask[0].any(0).sum())
-        heat = heat[:rows, :cols]
+            target.model.close()
+    rows, cols = target.valid  # drop the padding the host added, then map back to the original size
+    heat = heat[:rows, :cols]
     resized = Image.fromarray(np.float32(heat)).resize(picture.size, Image.BILINEAR)
     heat = np.asarray(resized, dtype=np.float32)
     peak = float(heat.max())

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from sdpt.data import load_image
-from sdpt.detector import Detections, PrefixCache, decode_detections, encode_batch, split_class_names
+from sdpt.detector import Detections
 from sdpt.methods import PromptMethod
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
         if prompt is not None:
             prompt.eval()  # inference mode, whatever state tuning left it in
     context = max((p.context_tokens for p in prompts if p is not None), default=0)
-    chunks = split_class_names(detector.tokenizer, class_names, detector.config.max_text_len, context)
+    chunks = detector.class_chunks(class_names, context)
     first_layer = min([p.first_prompted_layer for p in prompts if p is not None], default=0)
     text_free = not any(p.prompts_text_backbone for p in prompts if p is not None)
     cacheable = all(p.cacheable for p in prompts if p is not None)
@@ -101,7 +101,7 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
         pictures = _as_images(images[start:start + batch_size])
         # The cache lives for one batch: each prompt (and each class chunk) reuses the backbones' work.
         shareable = len(prompts) > 1 or len(chunks) > 1
-        cache = PrefixCache(detector, first_layer, cache_text=text_free) if shareable and cacheable else None
+        cache = detector.prefix_cache(first_layer, cache_text=text_free) if shareable and cacheable else None
         per_prompt = [[[] for _ in pictures] for _ in prompts]
         for chunk in chunks:
             names = [class_names[i] for i in chunk]
@@ -109,16 +109,15 @@ def detect_many(detector, images: Sequence, class_names: list[str], prompts: Seq
             for k, prompt in enumerate(prompts):
                 context = prompt.context_tokens if prompt is not None else 0
                 if context not in encoded:
-                    encoded[context] = encode_batch(detector, pictures, [names] * len(pictures), context_tokens=context)
+                    encoded[context] = detector.encode(pictures, [names] * len(pictures), context_tokens=context)
                 batch = encoded[context]
                 with contextlib.ExitStack() as stack:
                     if cache is not None:
                         stack.enter_context(cache.replay(batch.inputs))
                     if prompt is not None:
                         stack.enter_context(prompt)
-                    outputs = detector.model(**batch.inputs)
-                for i, found in enumerate(decode_detections(outputs.logits, outputs.pred_boxes, batch,
-                                                            threshold=threshold, top_k=top_k)):
+                    outputs = detector.forward(batch)
+                for i, found in enumerate(detector.decode(outputs, batch, threshold=threshold, top_k=top_k)):
                     per_prompt[k][i].append(found)
         for k in range(len(prompts)):
             results[k] += [_merge(parts, chunks, class_names, top_k) for parts in per_prompt[k]]

@@ -80,7 +80,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
         prompts = [prompt_for(objects, PRETRAIN.class_names, rng, max_classes) for _, objects in scenes]
         batch = encode([image for image, _ in scenes], [p[0] for p in prompts], detector.tokenizer, detector.config,
                        targets=[p[1] for p in prompts])
-        loss, parts = detector.loss(batch)
+        loss, parts = detector.batch_loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # GLIP clips the full model's gradient norm at 1

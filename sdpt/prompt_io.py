@@ -21,7 +21,12 @@ WEIGHTS_NAME = "prompt.safetensors"
 # 2: fusion methods record their 'injection'; the default became 'branch'.
 # 3: a 'routing' entry says which model answers for each class (sdpt/routing.py); older files route every class
 #    to the prompt, as they always did.
-FORMAT_VERSION = 3
+# 4: a 'host' entry names the detector family the prompt was tuned on (sdpt.detector.HOSTS); older files were all
+#    tuned on Grounding DINO.
+FORMAT_VERSION = 4
+
+
+_HOST_NAMES = {"grounding_dino": "Grounding DINO", "glip": "GLIP"}
 
 
 class PromptFileError(ValueError):
@@ -37,6 +42,7 @@ def save_prompt(prompt: PromptMethod, directory: str | Path, class_names: list[s
         "method": prompt.name,
         "options": to_dict(prompt.config),
         "class_names": list(class_names),
+        "host": prompt.detector.host,
         "base_model": prompt.base_model_id,
         "base_fingerprint": prompt.base_fingerprint,
         "trainable_parameters": prompt.trainable_parameters(),
@@ -87,6 +93,13 @@ def load_prompt(directory: str | Path, detector) -> tuple[PromptMethod, dict]:
     """Rebuild a saved prompt on `detector`; refuse it when the detector is not the base it was tuned on."""
     directory = Path(directory)
     config = read_prompt_config(directory)
+    host = config.get("host", "grounding_dino")
+    if host != detector.host:
+        raise PromptFileError(
+            f"prompt '{directory}' was tuned on a {_HOST_NAMES.get(host, host)} host (base model "
+            f"'{config['base_model']}'), but the loaded model '{detector.model_id}' is {_HOST_NAMES.get(detector.host)}; "
+            f"a prompt lives in its host's fusion layers and cannot move to another host: load it with --model "
+            f"{config['base_model']}")
     fingerprint = detector.fingerprint()
     if config["base_fingerprint"] != fingerprint:
         raise PromptFileError(

@@ -16,7 +16,6 @@ import torch
 from sdpt.augment import with_views
 from sdpt.config import TrainConfig
 from sdpt.data import DataError, FewShotSet
-from sdpt.detector import EncodedBatch, PrefixCache, activation_checkpointing, detection_loss, encode_batch, split_class_names
 from sdpt.early_stopping import EarlyStopping
 from sdpt.methods import PromptMethod
 from sdpt.routing import by_box_count
@@ -68,7 +67,7 @@ def seed_everything(seed: int) -> None:
 def training_items(detector, dataset: FewShotSet, context_tokens: int = 0) -> list[tuple[int, list[int]]]:
     """(sample index, class indices of its prompt) pairs; class lists too long for one prompt are split, and an
     image is seen once per chunk that holds one of its classes (or once, with the first chunk, if it has none)."""
-    chunks = split_class_names(detector.tokenizer, dataset.class_names, detector.config.max_text_len, context_tokens)
+    chunks = detector.class_chunks(dataset.class_names, context_tokens)
     items = []
     for index, sample in enumerate(dataset.samples):
         present = set(sample.classes.tolist())
@@ -77,7 +76,7 @@ def training_items(detector, dataset: FewShotSet, context_tokens: int = 0) -> li
     return items
 
 
-def _encode_items(detector, dataset: FewShotSet, items, images, context_tokens: int) -> EncodedBatch:
+def _encode_items(detector, dataset: FewShotSet, items, images, context_tokens: int):
     names, targets, pictures = [], [], []
     for sample_index, chunk in items:
         sample = dataset.samples[sample_index]
@@ -86,7 +85,7 @@ def _encode_items(detector, dataset: FewShotSet, items, images, context_tokens: 
         names.append([dataset.class_names[c] for c in chunk])
         targets.append({"boxes": sample.boxes[keep], "classes": [position[sample.classes[i].item()] for i in keep]})
         pictures.append(images[sample_index])
-    return encode_batch(detector, pictures, names, targets, context_tokens=context_tokens)
+    return detector.encode(pictures, names, targets, context_tokens=context_tokens)
 
 
 def _schedule(config: TrainConfig):
@@ -138,8 +137,8 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     batches = [_encode_items(detector, dataset, group, images, prompt.context_tokens) for group in groups_of_items]
     cache = None
     if config.cache and prompt.cacheable:
-        cache = PrefixCache(detector, prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,
-                            max_entries=len(batches))
+        cache = detector.prefix_cache(prompt.first_prompted_layer, cache_text=not prompt.prompts_text_backbone,
+                                      max_entries=len(batches))  # None where the host has no cache
     unlabelled = set() if config.unlabelled_negatives else unlabelled_classes(dataset)
     targets = prepare_targets(detector, batches, [[chunk for _, chunk in group] for group in groups_of_items],
                               unlabelled, with_teacher=config.distill_weight > 0, cache=cache)
@@ -173,7 +172,7 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
     if stopping is not None:
         stopping.score(detector, prompt, first_step)
     prompt.train()
-    checkpointing = (activation_checkpointing(detector, prompt.first_prompted_layer) if config.checkpointing
+    checkpointing = (detector.activation_checkpointing(prompt.first_prompted_layer) if config.checkpointing
                      else contextlib.nullcontext())
     with prompt, checkpointing:
         for step in range(first_step, config.steps):
@@ -192,10 +191,10 @@ def tune(detector, dataset: FewShotSet, prompt: PromptMethod, config: TrainConfi
             replay = cache.replay(batch.inputs) if cache is not None else contextlib.nullcontext()
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
             with replay, autocast:
-                outputs = detector.model(**batch.inputs)
-                loss, parts = detection_loss(detector, outputs, batch, aux_loss=config.aux_loss,
-                                             encoder_loss=config.encoder_loss, silent_tokens=targets[index].silent,
-                                             teacher=targets[index].teacher, distill_weight=config.distill_weight)
+                outputs = detector.forward(batch)
+                loss, parts = detector.loss(outputs, batch, aux_loss=config.aux_loss,
+                                            encoder_loss=config.encoder_loss, silent_tokens=targets[index].silent,
+                                            teacher=targets[index].teacher, distill_weight=config.distill_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:

@@ -13,7 +13,6 @@ import logging
 import torch
 
 from sdpt.data import FewShotSet
-from sdpt.detector.grounding_dino.teacher import TeacherTargets, held_tokens, teacher_targets
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +35,20 @@ def silent_phrases(batch, chunks: list[list[int]], unlabelled: set[int]) -> list
     return [[position for position, cls in enumerate(chunk) if cls in unlabelled] for chunk in chunks]
 
 
+def held_tokens(batch, ignored: list[list[int]]) -> torch.Tensor:
+    """(B, T) True at the tokens of the phrases listed in `ignored[i]` for image i of an encoded `batch`."""
+    length = batch.inputs["input_ids"].shape[1]
+    mask = torch.zeros(len(ignored), length, dtype=torch.bool, device=batch.inputs["input_ids"].device)
+    for image, phrases in enumerate(ignored):
+        for phrase in phrases:
+            mask[image] |= batch.phrase_maps[image][phrase, :length].bool()
+    return mask
+
+
 class BatchTargets:
     """Per batch: the tokens with no negative signal, and the cached zero-shot teacher for them."""
 
-    def __init__(self, silent: torch.Tensor | None, teacher: TeacherTargets | None):
+    def __init__(self, silent: torch.Tensor | None, teacher):
         self.silent, self.teacher = silent, teacher
 
 
@@ -58,8 +67,8 @@ def prepare_targets(detector, batches, chunks_per_batch, unlabelled: set[int], w
         if with_teacher:
             replay = cache.replay(batch.inputs) if cache is not None else contextlib.nullcontext()
             with replay:
-                outputs = detector.model(**batch.inputs)
-            teacher = teacher_targets(detector, outputs, silent)
+                outputs = detector.forward(batch)
+            teacher = detector.teacher_targets(outputs, silent)
         targets.append(BatchTargets(silent, teacher))
     if unlabelled:
         logger.info("%d class(es) without a training box: no negative signal for them%s", len(unlabelled),

@@ -17,6 +17,14 @@ def detector():
 
 
 @pytest.fixture(scope="session")
+def glip_detector():
+    """GLIP's topology at test widths with random weights: the second host."""
+    from sdpt.detector import GLIP_TINY_RANDOM, load_detector
+
+    return load_detector(GLIP_TINY_RANDOM, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def shapes(tmp_path_factory):
     """(annotation path, images dir) of 4 synthetic images with 'red square' and 'blue circle' boxes."""
     from sdpt.synthetic import make_shapes_dataset

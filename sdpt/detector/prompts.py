@@ -13,6 +13,10 @@ _CLS_ID = 101
 _SEP_ID = 102
 
 
+# BERT-based hosts hard-code these token ids ([PAD], [CLS], [SEP], ".", "?"); a tokenizer must keep them.
+_SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
+
+
 class ClassPromptError(ValueError):
     """A class list or class name that cannot become a text prompt; the message says how to fix it."""
 
@@ -81,3 +85,24 @@ def prompt_ids(tokenizer, names: list[str], max_text_len: int, context_tokens: i
             "(split them with split_class_names)"
         )
     return ids, phrase_map
+
+
+def tiny_vocab() -> dict[str, int]:
+    """A small WordPiece vocabulary that spells any lower-case ASCII word and keeps Grounding DINO's special ids."""
+    pieces = list("abcdefghijklmnopqrstuvwxyz0123456789") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += list("-_,;:!'\"()/&+") + ["a", "the", "of", "and"]
+    vocab: dict[str, int] = {}
+    next_id = 1
+    for piece in dict.fromkeys(pieces):
+        while next_id in _SPECIAL_IDS.values():
+            next_id += 1
+        if piece not in _SPECIAL_IDS:
+            vocab[piece] = next_id
+            next_id += 1
+    vocab.update(_SPECIAL_IDS)
+    # Fill the gaps so ids are dense up to the largest special id (BERT's embedding needs vocab_size > max id).
+    used = set(vocab.values())
+    for filler in range(max(used) + 1):
+        if filler not in used:
+            vocab[f"[unused{filler}]"] = filler
+    return vocab

@@ -17,7 +17,6 @@ from torch import nn
 
 from sdpt.config import FusionPromptConfig
 from sdpt.detector import FusionPrompts
-from sdpt.detector.grounding_dino.text_context import TextContextInjector
 from sdpt.methods.fusion_base import FusionPromptMethod
 
 
@@ -39,13 +38,13 @@ class DPTPrompt(FusionPromptMethod):
     def __init__(self, config: DPTConfig, detector):
         super().__init__(config, detector)
         vision_dim, text_dim, _ = self.fusion_dims
-        hidden = detector.config.text_config.hidden_size
+        hidden = detector.text_width
         self.context = nn.Parameter(torch.randn(config.context_tokens, hidden) * 0.02)  # (M, H)
         self.cross = nn.ModuleList(
             nn.MultiheadAttention(vision_dim, config.heads, kdim=vision_dim, vdim=vision_dim, batch_first=True)
             for _ in self.layer_indices)
         self.query = nn.ModuleList(nn.Linear(text_dim, vision_dim) for _ in self.layer_indices)
-        self._text = TextContextInjector(detector, lambda: self.context)
+        self._text = detector.text_context_injector(lambda: self.context)
         self.to(detector.device)
 
     @property

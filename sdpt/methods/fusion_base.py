@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sdpt.config import FusionPromptConfig
-from sdpt.detector import FusionPromptInjector, FusionPrompts
+from sdpt.detector import FusionPrompts
 from sdpt.methods.base import PromptMethod
 
 
@@ -43,7 +43,7 @@ class FusionPromptMethod(PromptMethod):
             # LLaMA-Adapter), and its first gradients go to the scales alone.
             heads = fusion[0].num_heads if config.per_head_scales else 1
             self.branch_scales = nn.Parameter(torch.zeros(layers, 2, heads))  # (L, image/text stream, heads)
-        self._injector = FusionPromptInjector(detector, self.layer_indices, self.prompts_for)
+        self._injector = detector.prompt_injector(self.layer_indices, self.prompts_for)
 
     @property
     def first_prompted_layer(self) -> int:

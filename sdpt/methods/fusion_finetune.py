@@ -33,21 +33,17 @@ class FusionFineTune(PromptMethod):
         for block in self.blocks:
             for param in block.parameters():
                 param.requires_grad_(False)
-            for param in [*block.attn.parameters(), block.vision_param, block.text_param]:
+            for param in detector.fusion_block_parameters(block):
                 param.requires_grad_(True)  # attention + gamma; the layer norms stay as they are
         self._originals: list[nn.Module] | None = None
 
     def attach(self) -> None:
         if self._originals is None:
-            layers = self.detector.model.model.encoder.layers
-            self._originals = [layer.fusion_layer for layer in layers]
-            for layer, block in zip(layers, self.blocks):
-                layer.fusion_layer = block
+            self._originals = self.detector.replace_fusion_blocks(list(self.blocks))
 
     def detach(self) -> None:
         if self._originals is not None:
-            for layer, original in zip(self.detector.model.model.encoder.layers, self._originals):
-                layer.fusion_layer = original
+            self.detector.replace_fusion_blocks(self._originals)
             self._originals = None
 
     def train(self, mode: bool = True):

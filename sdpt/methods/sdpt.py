@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from sdpt.config import SDPTConfig
-from sdpt.detector import box_token_features, split_class_names
 from sdpt.methods.fusion_base import FusionPromptMethod, init_tokens
 
 
@@ -63,10 +62,10 @@ class SDPTPrompt(FusionPromptMethod):
         prompted layer's. The branch starts closed, so the model still starts as the zero-shot model."""
         if self.config.init != "boxes":
             return
-        names = split_class_names(self.detector.tokenizer, dataset.class_names, self.detector.config.max_text_len)[0]
+        names = self.detector.class_chunks(dataset.class_names)[0]
         chunk = [dataset.class_names[c] for c in names]
         layers = self.layer_indices[:1] if self.config.shared else self.layer_indices
-        features = box_token_features(self.detector, images, [s.boxes for s in dataset.samples], chunk, layers)
+        features = self.detector.box_token_features(images, [s.boxes for s in dataset.samples], chunk, layers)
         for position, index in enumerate(layers):
             boxes = features[index]
             if len(boxes) == 0:

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from sdpt.config import ConfigError
-from sdpt.detector.grounding_dino.text_context import TextContextInjector
 from sdpt.methods.base import PromptMethod
 
 
@@ -36,9 +35,9 @@ class TextPrompt(PromptMethod):
     def __init__(self, config: TextConfig, detector):
         super().__init__(config, detector)
         config.validate(len(detector.fusion_layers))
-        hidden = detector.config.text_config.hidden_size
+        hidden = detector.text_width
         self.context = nn.Parameter(torch.randn(config.num_tokens, hidden) * config.init_std)  # (M, H)
-        self._injector = TextContextInjector(detector, lambda: self.context)
+        self._injector = detector.text_context_injector(lambda: self.context)
         self.to(detector.device)
 
     @property

@@ -99,6 +99,31 @@ def served_app(tmp_path, ui_models, database_url):
     context.database.engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def glip_models():
+    """The UI's model service on the tiny random GLIP: the second host."""
+    from app.models_service import ModelService
+    from sdpt.detector import GLIP_TINY_RANDOM, load_detector
+
+    return ModelService(detector=load_detector(GLIP_TINY_RANDOM, device="cpu"), note="Model: glip-tiny-random (tests).")
+
+
+@pytest.fixture
+def glip_app(tmp_path, glip_models, database_url):
+    """(url, context, worker): the whole app serving GLIP, with an in-process worker."""
+    from app.server import build_app, launch_options
+    from sdpt.detector import GLIP_TINY_RANDOM
+
+    settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
+    settings.model = GLIP_TINY_RANDOM
+    demo, context, worker = build_app(settings, models=glip_models)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
+    yield f"http://127.0.0.1:{settings.port}/", context, worker
+    worker.stop()
+    demo.close()
+    context.database.engine.dispose()
+
+
 TEAM = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
 
 

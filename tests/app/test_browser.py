@@ -1,13 +1,22 @@
 """A real browser (Playwright driving Debian's Chromium) through the first-use path: create a project, add a class,
-upload an image, draw and save a box, tune, and wait for the job to finish. Screenshots go to test-artifacts/."""
+upload an image, draw and save a box, tune, wait for the job to finish, compare and explain. On each host: Grounding
+DINO and GLIP. Screenshots go to test-artifacts/."""
 from app import store
 from tests.app.browser_helpers import pytestmark, shot, wait_for_idle, wait_for_status  # noqa: F401 (skip mark)
 
 
 def test_first_use_label_and_tune(served_app, page, tmp_path):
+    first_use(served_app, page, tmp_path, "")
+
+
+def test_first_use_on_glip(glip_app, page, tmp_path):
+    first_use(glip_app, page, tmp_path, "glip-")
+
+
+def first_use(app, page, tmp_path, prefix: str):
     from PIL import Image, ImageDraw
 
-    url, context, _worker = served_app
+    url, context, _worker = app
     picture = tmp_path / "cells.png"
     image = Image.new("RGB", (320, 240), (235, 235, 235))
     ImageDraw.Draw(image).ellipse([100, 60, 200, 160], fill=(200, 30, 30))
@@ -15,7 +24,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
 
     page.goto(url)
     page.get_by_text("Teach a detector your objects").wait_for()
-    shot(page, "01-first-start")
+    shot(page, prefix + "01-first-start")
 
     page.locator("#new-project textarea, #new-project input").first.fill("Blood cells")
     page.locator("#create-project").click()
@@ -23,7 +32,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     page.locator("#new-classes textarea, #new-classes input").first.fill("red cell")
     page.locator("#add-classes").click()
     wait_for_status(page, "added 'red cell'")
-    shot(page, "02-project-and-classes")
+    shot(page, prefix + "02-project-and-classes")
 
     page.get_by_role("tab", name="2 · Label images").click()
     page.locator("#uploads input[type=file]").set_input_files(str(picture))
@@ -43,7 +52,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     page.wait_for_timeout(500)
     page.locator("#save-boxes").click()
     wait_for_status(page, "saved 1 boxes")
-    shot(page, "03-box-saved")
+    shot(page, prefix + "03-box-saved")
 
     with context.database.session() as session:
         (project,) = store.list_projects(session)
@@ -57,7 +66,7 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     page.locator("#tune").click()
     wait_for_status(page, "queued tuning job")
     page.locator("#job-progress").get_by_text("done", exact=False).wait_for(timeout=240_000)
-    shot(page, "04-tuning-done")
+    shot(page, prefix + "04-tuning-done")
     with context.database.session() as session:
         (job,) = store.list_jobs(session, project.id)
         assert job.status == "done" and job.step == job.steps == 20
@@ -70,9 +79,9 @@ def test_first_use_label_and_tune(served_app, page, tmp_path):
     page.get_by_text("zero-shot and", exact=False).wait_for(timeout=120_000)
     page.locator("#zero-shot-view img").wait_for()
     page.locator("#prompted-view img").wait_for()
-    shot(page, "05-compare")
+    shot(page, prefix + "05-compare")
     page.locator("#explain").click()
     page.get_by_text("where each model looks for 'red cell'").wait_for(timeout=120_000)
     page.locator("#zero-shot-cam img").wait_for()
     page.locator("#prompted-cam img").wait_for()
-    shot(page, "06-cam")
+    shot(page, prefix + "06-cam")

@@ -94,7 +94,7 @@ def test_routing_is_saved_and_an_older_file_routes_every_class_to_the_prompt(det
     prompt.routing = by_box_count(shapes_set.class_names, [3, 0])
     routed_dir = save_prompt(prompt, tmp_path / "routed", shapes_set.class_names)
     loaded, config = load_prompt(routed_dir, detector)
-    assert config["format_version"] == FORMAT_VERSION == 3
+    assert config["format_version"] == FORMAT_VERSION == 4 and config["host"] == "grounding_dino"
     assert [loaded.routing.route_of(n) for n in shapes_set.class_names] == [PROMPTED, ZERO_SHOT]
     loaded.routing.override(shapes_set.class_names[1], PROMPTED)
     save_routing(routed_dir, loaded.routing)

@@ -84,6 +84,40 @@ class BiMultiHeadAttention(nn.Module):
             nn.init.xavier_uniform_(linear.weight)
             nn.init.zeros_(linear.bias)
 
+    # The host-neutral names of `sdpt.detector.fusion_prompts` (read-only aliases: properties add no modules and no
+    # state_dict keys, so the official checkpoint layout is untouched).
+    @property
+    def vision_proj(self) -> nn.Linear:
+        return self.v_proj
+
+    @property
+    def text_proj(self) -> nn.Linear:
+        return self.l_proj
+
+    @property
+    def values_vision_proj(self) -> nn.Linear:
+        return self.values_v_proj
+
+    @property
+    def values_text_proj(self) -> nn.Linear:
+        return self.values_l_proj
+
+    @property
+    def out_vision_proj(self) -> nn.Linear:
+        return self.out_v_proj
+
+    @property
+    def out_text_proj(self) -> nn.Linear:
+        return self.out_l_proj
+
+    @property
+    def vision_dim(self) -> int:
+        return self.v_dim
+
+    @property
+    def text_dim(self) -> int:
+        return self.l_dim
+
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         # (B, N, E) -> (B * heads, N, head_dim)
         batch, length, _ = x.shape

@@ -32,6 +32,25 @@ class GlipBatch:
     def scales(self) -> list[float]:
         return [r[0] / o[0] for r, o in zip(self.resized_sizes, self.original_sizes)]
 
+    @property
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """The model's input tensors by name (what a cache keys on, and where token ids are read)."""
+        return {"pixel_values": self.pixel_values, "input_ids": self.input_ids, "attention_mask": self.attention_mask}
+
+    @property
+    def phrase_maps(self) -> list[torch.Tensor]:
+        """Every host's name for the per-image (classes, tokens) maps."""
+        return self.class_maps
+
+    def to(self, device) -> "GlipBatch":
+        self.pixel_values = self.pixel_values.to(device)
+        self.input_ids, self.attention_mask = self.input_ids.to(device), self.attention_mask.to(device)
+        self.class_maps = [m.to(device) for m in self.class_maps]
+        if self.boxes is not None:
+            self.boxes = [b.to(device) for b in self.boxes]
+            self.token_maps = [m.to(device) for m in self.token_maps]
+        return self
+
 
 def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
     """GLIP's test-time size: the shorter side to `min_size` unless the longer would pass `max_size`."""
@@ -67,11 +86,13 @@ def pixel_batch(images, config: GlipConfig) -> tuple[torch.Tensor, list[tuple[in
     return batch, sizes
 
 
-def encode(images, class_names: list[list[str]], tokenizer, config: GlipConfig, targets=None) -> GlipBatch:
+def encode(images, class_names: list[list[str]], tokenizer, config: GlipConfig, targets=None,
+           context_tokens: int = 0) -> GlipBatch:
     """Images with their class lists (and optional targets: `boxes` (n, 4) pixel xyxy in the original image,
-    `classes` (n,) indices into that image's class list) -> a GlipBatch."""
+    `classes` (n,) indices into that image's class list) -> a GlipBatch. `context_tokens` placeholders stand before
+    each class name for methods that learn text context (see sdpt.detector.prompts.prompt_ids)."""
     pixels, sizes = pixel_batch(images, config)
-    encoded = [prompt_ids(tokenizer, names, config.max_query_len) for names in class_names]
+    encoded = [prompt_ids(tokenizer, names, config.max_query_len, context_tokens) for names in class_names]
     longest = max(len(ids) for ids, _ in encoded)
     input_ids = torch.zeros(len(images), longest, dtype=torch.long)
     attention_mask = torch.zeros(len(images), longest, dtype=torch.long)

@@ -10,31 +10,7 @@ from __future__ import annotations
 import torch
 
 from sdpt.detector.grounding_dino.inputs import encode_batch
-
-
-def _token_centres(shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """(T, 2) normalised (x, y) cell centres of the flattened multi-scale tokens, level by level, row-major."""
-    centres = []
-    for height, width in shapes:
-        ys, xs = torch.meshgrid((torch.arange(height) + 0.5) / height, (torch.arange(width) + 0.5) / width,
-                                indexing="ij")
-        centres.append(torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1))
-    return torch.cat(centres)
-
-
-def _box_means(tokens: torch.Tensor, centres: torch.Tensor, boxes: torch.Tensor, finest: tuple[int, int]
-               ) -> torch.Tensor:
-    means = []
-    for x0, y0, x1, y1 in boxes.tolist():
-        inside = (centres[:, 0] >= x0) & (centres[:, 0] <= x1) & (centres[:, 1] >= y0) & (centres[:, 1] <= y1)
-        if not inside.any():
-            height, width = finest
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            row, col = min(height - 1, int(cy * height)), min(width - 1, int(cx * width))
-            inside = torch.zeros_like(inside)
-            inside[row * width + col] = True
-        means.append(tokens[inside].mean(dim=0))
-    return torch.stack(means)
+from sdpt.detector.token_boxes import box_means, token_centres
 
 
 @torch.no_grad()
@@ -66,11 +42,11 @@ def box_token_features(detector, images, boxes: list[torch.Tensor], class_names:
             batch = encode_batch(detector, [image], [class_names])
             detector.model(**batch.inputs)
             shapes = [(int(h), int(w)) for h, w in captured["shapes"]]
-            centres = _token_centres(shapes).to(detector.device)
+            centres = token_centres(shapes).to(detector.device)
             scale = torch.tensor([image.width, image.height] * 2, dtype=torch.float32)
             normalised = (image_boxes.to(torch.float32) / scale).to(detector.device)
             for index in layers:
-                found[index].append(_box_means(captured[index], centres, normalised, shapes[0]))
+                found[index].append(box_means(captured[index], centres, normalised, shapes[0]))
     finally:
         for handle in handles:
             handle.remove()

@@ -10,27 +10,28 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sdpt.detector.host import ModelLoadError
+from sdpt.detector.prompts import tiny_vocab
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 TINY_RANDOM = "tiny-random"
 FULL_SIZE_RANDOM = "full-size-random"  # grounding-dino-tiny's architecture, random weights: for timing offline
 
-# Grounding DINO hard-codes these token ids ([PAD], [CLS], [SEP], ".", "?"); a tokenizer must keep them.
-_SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message says what to do instead."""
-
 
 @dataclass
 class Detector:
-    """A frozen detector in eval mode, its processor, where it came from, and the device it runs on."""
+    """A frozen Grounding DINO in eval mode, its processor, where it came from, and the device it runs on.
+
+    Implements the `sdpt.detector.host.Host` interface: everything the library needs from the model goes through
+    the members below, which hand the work to this package's modules.
+    """
 
     model: nn.Module
     processor: object
     model_id: str
+    host = "grounding_dino"
 
     @property
     def device(self) -> torch.device:
@@ -86,12 +87,100 @@ class Detector:
         self.model.save_pretrained(directory, safe_serialization=True)
         self.processor.save_pretrained(directory)
 
+    # --- the Host interface (sdpt/detector/host.py) ---
+    @property
+    def max_text_len(self) -> int:
+        return self.config.max_text_len
+
+    @property
+    def text_width(self) -> int:
+        return self.config.text_config.hidden_size
+
+    def class_chunks(self, class_names: list[str], context_tokens: int = 0) -> list[list[int]]:
+        from sdpt.detector.prompts import split_class_names
+
+        return split_class_names(self.tokenizer, class_names, self.max_text_len, context_tokens)
+
+    def encode(self, images, class_names: list[list[str]], targets=None, context_tokens: int = 0):
+        from sdpt.detector.grounding_dino.inputs import encode_batch
+
+        return encode_batch(self, images, class_names, targets, context_tokens=context_tokens)
+
+    def forward(self, batch):
+        return self.model(**batch.inputs)
+
+    def loss(self, outputs, batch, silent_tokens=None, teacher=None, distill_weight: float = 0.0,
+             aux_loss: bool = True, encoder_loss: bool = False):
+        from sdpt.detector.grounding_dino.loss import detection_loss
+
+        return detection_loss(self, outputs, batch, aux_loss=aux_loss, encoder_loss=encoder_loss,
+                              silent_tokens=silent_tokens, teacher=teacher, distill_weight=distill_weight)
+
+    def decode(self, outputs, batch, threshold: float = 0.0, top_k: int = 100):
+        from sdpt.detector.grounding_dino.postprocess import decode_detections
+
+        return decode_detections(outputs.logits, outputs.pred_boxes, batch, threshold=threshold, top_k=top_k)
+
+    def teacher_targets(self, outputs, tokens: torch.Tensor):
+        from sdpt.detector.grounding_dino.teacher import teacher_targets
+
+        return teacher_targets(self, outputs, tokens)
+
+    def prefix_cache(self, first_prompted_layer: int, cache_text: bool = True, max_entries: int = 256):
+        from sdpt.detector.grounding_dino.prefix_cache import PrefixCache
+
+        return PrefixCache(self, first_prompted_layer, cache_text=cache_text, max_entries=max_entries)
+
+    def activation_checkpointing(self, first_prompted_layer: int = 0):
+        from sdpt.detector.grounding_dino.checkpointing import activation_checkpointing
+
+        return activation_checkpointing(self, first_prompted_layer)
+
+    def prompt_injector(self, layer_indices: list[int], prompts_for):
+        from sdpt.detector.grounding_dino.fusion import FusionPromptInjector
+
+        return FusionPromptInjector(self, layer_indices, prompts_for)
+
+    def text_context_injector(self, vectors):
+        from sdpt.detector.text_context import TextContextInjector
+
+        return TextContextInjector(lambda: self.model.model.text_backbone.embeddings.word_embeddings, vectors)
+
+    def replace_fusion_blocks(self, blocks: list[nn.Module]) -> list[nn.Module]:
+        layers = self.model.model.encoder.layers
+        originals = [layer.fusion_layer for layer in layers]
+        for layer, block in zip(layers, blocks):
+            layer.fusion_layer = block
+        return originals
+
+    def fusion_block_parameters(self, block: nn.Module) -> list[nn.Parameter]:
+        return [*block.attn.parameters(), block.vision_param, block.text_param]
+
+    def box_token_features(self, images, boxes, class_names: list[str], layers: list[int]) -> dict:
+        from sdpt.detector.grounding_dino.box_features import box_token_features
+
+        return box_token_features(self, images, boxes, class_names, layers)
+
+    def cam_target(self, batch, level: int | None = None):
+        from sdpt.detector.grounding_dino.cam_target import CAM_LEVEL, ClassScores, cam_layer
+        from sdpt.detector.host import CamTarget
+
+        level = CAM_LEVEL if level is None else level
+        mask = batch.inputs["pixel_mask"][0]
+        return CamTarget(ClassScores(self.model, batch, level), cam_layer(self.model, level),
+                         batch.inputs["pixel_values"], (int(mask.any(1).sum()), int(mask.any(0).sum())))
+
+    def cam_layer_name(self) -> str:
+        from sdpt.detector.grounding_dino.cam_target import cam_layer_name
+
+        return f"{cam_layer_name()} (stride-8 image features entering the encoder)"
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_detector(model_id: str = DEFAULT_MODEL, device: str | torch.device | None = None) -> Detector:
+def load_grounding_dino(model_id: str = DEFAULT_MODEL, device: str | torch.device | None = None) -> Detector:
     """Load `model_id` (hub id, local `save_pretrained` directory, or `tiny-random`), frozen, on `device`."""
     device = torch.device(device) if device is not None else default_device()
     if model_id == TINY_RANDOM:
@@ -152,27 +241,6 @@ def _load_pretrained(model_id: str) -> Detector:
 
         processor.image_processor = GroundingDinoImageProcessorPil(size=dict(processor.image_processor.size))
     return Detector(model=model, processor=processor, model_id=model_id)
-
-
-def tiny_vocab() -> dict[str, int]:
-    """A small WordPiece vocabulary that spells any lower-case ASCII word and keeps Grounding DINO's special ids."""
-    pieces = list("abcdefghijklmnopqrstuvwxyz0123456789") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
-    pieces += list("-_,;:!'\"()/&+") + ["a", "the", "of", "and"]
-    vocab: dict[str, int] = {}
-    next_id = 1
-    for piece in dict.fromkeys(pieces):
-        while next_id in _SPECIAL_IDS.values():
-            next_id += 1
-        if piece not in _SPECIAL_IDS:
-            vocab[piece] = next_id
-            next_id += 1
-    vocab.update(_SPECIAL_IDS)
-    # Fill the gaps so ids are dense up to the largest special id (BERT's embedding needs vocab_size > max id).
-    used = set(vocab.values())
-    for filler in range(max(used) + 1):
-        if filler not in used:
-            vocab[f"[unused{filler}]"] = filler
-    return vocab
 
 
 def tiny_config(model_type: str = "grounding-dino"):

@@ -7,27 +7,12 @@ output equals a recomputed one exactly.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from contextlib import contextmanager
 
 import torch
 
-
-def _content_key(*tensors: torch.Tensor) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for tensor in tensors:
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _detach(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_detach(v) for v in value)
-    return value
+from sdpt.detector.prefix_store import content_key as _content_key, detached as _detach
 
 
 class PrefixCache:

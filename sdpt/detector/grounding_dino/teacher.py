@@ -29,16 +29,6 @@ class TeacherTargets:
     decoder_probs: torch.Tensor  # (B, queries, T) final-layer probabilities (zeros off the held tokens)
 
 
-def held_tokens(batch, ignored: list[list[int]]) -> torch.Tensor:
-    """(B, T) True at the tokens of the phrases listed in `ignored[i]` for image i of `batch`."""
-    length = batch.inputs["input_ids"].shape[1]
-    mask = torch.zeros(len(ignored), length, dtype=torch.bool, device=batch.inputs["input_ids"].device)
-    for image, phrases in enumerate(ignored):
-        for phrase in phrases:
-            mask[image] |= batch.phrase_maps[image][phrase, :length].bool()
-    return mask
-
-
 def proposal_positions(detector, outputs) -> torch.Tensor | None:
     """The encoder positions the decoder's queries came from (as the model picks them), or None without two stages."""
     if outputs.enc_outputs_class is None:

@@ -6,7 +6,7 @@ from PIL import Image
 from sdpt.detector.glip.detector import GlipDetector
 from sdpt.detector.glip.inputs import encode, resized_size
 from sdpt.detector.glip.model import GlipConfig, GlipModel
-from sdpt.detector.grounding_dino.loading import tiny_vocab
+from sdpt.detector.prompts import tiny_vocab
 
 
 def tiny_detector() -> GlipDetector:
@@ -57,5 +57,5 @@ def test_the_loss_of_a_batch_has_glips_three_terms():
     image = Image.new("RGB", (150, 100), (200, 30, 30))
     batch = encode([image], [["red box"]], detector.tokenizer, detector.config,
                    targets=[{"boxes": [[20, 20, 90, 70]], "classes": [0]}])
-    loss, parts = detector.loss(batch)
+    loss, parts = detector.batch_loss(batch)
     assert set(parts) == {"token_focal", "giou", "centerness"} and torch.isfinite(loss)

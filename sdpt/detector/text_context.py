@@ -13,14 +13,17 @@ from sdpt.detector.prompts import _CONTEXT_ID
 
 
 class TextContextInjector:
-    def __init__(self, detector, vectors: Callable[[], torch.Tensor]):
-        self.detector = detector
+    """Every host's text backbone is a BERT: `embedding()` returns its word-embedding layer (each host says where it
+    is; called at attach time, so a model swapped in by full fine-tuning is the one hooked)."""
+
+    def __init__(self, embedding: Callable[[], torch.nn.Module], vectors: Callable[[], torch.Tensor]):
+        self._embedding = embedding
         self.vectors = vectors  # returns (M, hidden)
         self._handle = None
 
     @property
     def embedding(self):
-        return self.detector.model.model.text_backbone.embeddings.word_embeddings
+        return self._embedding()
 
     def attach(self) -> None:
         if self._handle is None:
