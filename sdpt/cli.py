@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sub, prompted: bool = False):
         sub.add_argument("--model", default="IDEA-Research/grounding-dino-tiny",
-                         help="hub id, local save_pretrained directory, or 'tiny-random'")
+                         help="Grounding DINO: hub id, local save_pretrained directory, or 'tiny-random'; GLIP: an "
+                              "official .pth file, a hub reference owner/repo/file.pth, a GLIP folder (e.g. "
+                              "assets/glip-small), or 'glip-tiny-random'")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
         sub.add_argument("--batch-size", type=int, default=None, help="images per batch")
         if prompted:

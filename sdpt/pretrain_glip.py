@@ -45,9 +45,9 @@ def held_out_map(detector, dataset, batch_size: int = 8) -> dict:
 def fusion_gammas(detector) -> dict[str, float]:
     """Mean |gamma| of the fusion layers' layer scales (GLIP starts them at 1 / layers)."""
     values = {}
-    for k, fuse in enumerate(detector.model.rpn.head.fusion_layers):
-        values[f"layer {k} image"] = float(fuse.b_attn.gamma_v.detach().abs().mean())
-        values[f"layer {k} text"] = float(fuse.b_attn.gamma_l.detach().abs().mean())
+    for k, block in enumerate(detector.fusion_blocks):
+        values[f"layer {k} image"] = float(block.gamma_v.detach().abs().mean())
+        values[f"layer {k} text"] = float(block.gamma_l.detach().abs().mean())
     return values
 
 

@@ -19,28 +19,32 @@ def _run(*args):
                           timeout=300, cwd=ROOT)
 
 
-def test_tune_detect_eval_end_to_end(shapes, tmp_path):
+@pytest.mark.parametrize("model", ["tiny-random", "glip-tiny-random"])
+def test_tune_detect_eval_end_to_end(shapes, tmp_path, model):
     annotations, images = shapes
     out = tmp_path / "prompt"
-    tuned = _run("tune", "--model", "tiny-random", "--images", str(images), "--annotations", str(annotations),
+    tuned = _run("tune", "--model", model, "--images", str(images), "--annotations", str(annotations),
                  "--method", "sdpt", "--steps", "4", "--out", str(out), "--device", "cpu")
     assert tuned.returncode == 0, tuned.stderr
     assert "step 4/4" in tuned.stderr and "trainable parameters" in tuned.stderr
     assert (out / "prompt.safetensors").is_file()
 
     image = sorted(images.glob("*.jpg"))[0]
-    detected = _run("detect", "--model", "tiny-random", "--prompt", str(out), "--classes", "red square,blue circle",
+    detected = _run("detect", "--model", model, "--prompt", str(out), "--classes", "red square,blue circle",
                     "--threshold", "0", str(image), "--json")
     assert detected.returncode == 0, detected.stderr
     result = json.loads(detected.stdout)
     first = result["images"][0]["detections"][0]
     assert set(first) == {"box", "label", "score"} and first["label"] in ("red square", "blue circle")
 
-    evaluated = _run("eval", "--model", "tiny-random", "--prompt", str(out), "--images", str(images),
+    evaluated = _run("eval", "--model", model, "--prompt", str(out), "--images", str(images),
                      "--annotations", str(annotations), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert 0.0 <= metrics["map"] <= metrics["map50"] <= 1.0 and metrics["images"] == 4
+    other = "tiny-random" if model != "tiny-random" else "glip-tiny-random"
+    refused = _run("detect", "--model", other, "--prompt", str(out), "--classes", "red square", str(image))
+    assert refused.returncode != 0 and "cannot move to another host" in refused.stderr
 
 
 def _error(capsys, *args):

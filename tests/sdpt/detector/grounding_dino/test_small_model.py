@@ -4,7 +4,8 @@ import json
 import torch
 
 from sdpt.detector import load_detector
-from sdpt.detector.grounding_dino.small_model import MARKER_FILE, build_small_untrained, packaged_text_dir, save_small
+from sdpt.detector.grounding_dino.small_model import MARKER_FILE, build_small_untrained, save_small
+from sdpt.detector.packaged_text import packaged_text_dir
 
 
 def test_save_leaves_out_the_text_backbone_and_load_restores_it(tmp_path, shapes_set):
