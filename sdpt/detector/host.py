@@ -114,6 +114,10 @@ class Host(Protocol):
     def fusion_block_parameters(self, block: nn.Module) -> list[nn.Parameter]:
         """What fusion fine-tuning trains in one block: the attention and the layer-scales, not the layer norms."""
 
+    def set_fusion_scale(self, value: float) -> None:
+        """Set every fusion layer's layer-scales (the per-channel factors on its attention updates) to `value` > 0,
+        which sizes how much fusion changes the features it fuses (`python -m benchmarks.fusion_share`)."""
+
     def box_token_features(self, images, boxes, class_names: list[str], layers: list[int]) -> dict:
         """Per prompted layer, the mean attention-space features of image tokens inside each box."""
 

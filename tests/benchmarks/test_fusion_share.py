@@ -5,14 +5,13 @@ import dataclasses
 import pytest
 
 from benchmarks.fusion_share import fusion_shares
-from sdpt.detector.grounding_dino.loading import set_fusion_scale
 
 
 def test_fusion_share_scales_with_the_layer_scale(detector, shapes_set):
     images = [sample.load() for sample in shapes_set.samples[:2]]
     acting = fusion_shares(detector, images, shapes_set.class_names)  # tiny-random: layer-scales 1
     quiet_detector = dataclasses.replace(detector, model=copy.deepcopy(detector.model))
-    set_fusion_scale(quiet_detector.model, 1e-4)  # transformers' initial value
+    quiet_detector.set_fusion_scale(1e-4)  # transformers' initial value
     quiet = fusion_shares(quiet_detector, images, shapes_set.class_names)
     assert len(acting) == len(detector.model.model.encoder.layers)
     for loud, soft in zip(acting, quiet):
@@ -26,4 +25,4 @@ def test_fusion_share_scales_with_the_layer_scale(detector, shapes_set):
 
 def test_fusion_scale_must_be_positive(detector):
     with pytest.raises(ValueError, match="positive"):
-        set_fusion_scale(copy.deepcopy(detector.model), 0.0)
+        dataclasses.replace(detector, model=copy.deepcopy(detector.model)).set_fusion_scale(0.0)

@@ -172,6 +172,15 @@ class GlipDetector:
     def fusion_block_parameters(self, block: nn.Module) -> list[nn.Parameter]:
         return [*block.attn.parameters(), block.gamma_v, block.gamma_l]
 
+    def set_fusion_scale(self, value: float) -> None:
+        """Fill every fusion block's layer-scales (gamma_v, gamma_l; GLIP starts them at 1 / layers) with `value`."""
+        if not value > 0:
+            raise ValueError(f"the fusion layer-scale must be positive, got {value}")
+        with torch.no_grad():
+            for block in self.fusion_blocks:
+                block.gamma_v.fill_(value)
+                block.gamma_l.fill_(value)
+
     def box_token_features(self, images, boxes, class_names: list[str], layers: list[int]) -> dict:
         from sdpt.detector.glip.box_features import box_token_features
 

@@ -156,6 +156,9 @@ class Detector:
     def fusion_block_parameters(self, block: nn.Module) -> list[nn.Parameter]:
         return [*block.attn.parameters(), block.vision_param, block.text_param]
 
+    def set_fusion_scale(self, value: float) -> None:
+        set_fusion_scale(self.model, value)
+
     def box_token_features(self, images, boxes, class_names: list[str], layers: list[int]) -> dict:
         from sdpt.detector.grounding_dino.box_features import box_token_features
 

@@ -1,5 +1,7 @@
 """GLIP end to end on a tiny random model: images and class names in, detections in the images' own pixels out;
-inputs sized and normalised as GLIP's test transform; many classes split over captions; a batch's loss."""
+inputs sized and normalised as GLIP's test transform; many classes split over captions; a batch's loss; the fusion
+layer-scales set through the host."""
+import pytest
 import torch
 from PIL import Image
 
@@ -59,3 +61,13 @@ def test_the_loss_of_a_batch_has_glips_three_terms():
                    targets=[{"boxes": [[20, 20, 90, 70]], "classes": [0]}])
     loss, parts = detector.batch_loss(batch)
     assert set(parts) == {"token_focal", "giou", "centerness"} and torch.isfinite(loss)
+
+
+def test_set_fusion_scale_fills_both_layer_scales_of_every_fusion_block():
+    detector = tiny_detector()
+    detector.set_fusion_scale(0.25)
+    for block in detector.fusion_blocks:
+        assert torch.equal(block.gamma_v, torch.full_like(block.gamma_v, 0.25))
+        assert torch.equal(block.gamma_l, torch.full_like(block.gamma_l, 0.25))
+    with pytest.raises(ValueError, match="positive"):
+        detector.set_fusion_scale(0.0)
