@@ -1,7 +1,7 @@
 """A run stopped and gone on from its saved state takes the same steps as one that never stopped."""
 import torch
 
-from sdpt.pretrain import optimizer_and_schedule
+from sdpt.pretraining import optimizer_and_schedule
 from sdpt.training_state import has_training_state, load_training_state, save_training_state
 
 
