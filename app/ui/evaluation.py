@@ -40,10 +40,22 @@ def _prompt_label(ctx: AppContext, prompt_id: int) -> str:
         return f"prompt {record.id} ({made}, {record.method}, {record.created_at:%Y-%m-%d %H:%M})"
 
 
+def _latest_prompt_id(ctx: AppContext, project_id: int | None) -> int | None:
+    """The project's newest prompt for the loaded model: what Evaluate scores when none is picked (the picker fills
+    in when the tab opens; a click before that still evaluates what the picker would show first)."""
+    if project_id is None:
+        return None
+    with ctx.database.session() as session:
+        record = store.latest_prompt(session, project_id, ctx.models.fingerprint())
+        return record.id if record is not None else None
+
+
 def evaluate_project(ctx: AppContext, project_id: int, prompt_id: int) -> dict:
     """Zero-shot, every-class-prompted and routed metrics on the held-out images, with each class's route; raises
     StoreError with what to do when it cannot run."""
     access.check(ctx, "read", project_id=project_id, prompt_id=prompt_id)
+    if prompt_id is None:
+        prompt_id = _latest_prompt_id(ctx, project_id)
     directory = prompt_dir(ctx, prompt_id)
     if directory is None:
         raise store.StoreError("no prompt to evaluate yet: tune one (tab 3) or load a prompt file (tab 6)")

@@ -32,9 +32,20 @@ def _wait_job_done(page, context, project_id, count):
     """Wait until the project's `count`-th job is done, as the page shows it."""
     with context.database.session() as session:
         job_id = max(j.id for j in store.list_jobs(session, project_id))
-    page.wait_for_function(
-        "(id) => { const t = document.querySelector('#job-progress')?.innerText || '';"
-        " return t.includes('Job ' + id) && t.includes('done'); }", arg=job_id, timeout=300_000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "(id) => { const t = document.querySelector('#job-progress')?.innerText || '';"
+            " return t.includes('Job ' + id) && t.includes('done'); }", arg=job_id, timeout=300_000)
+    except PlaywrightTimeout:
+        # say what the page and the database showed: a flaky wait is a bug to find, not to retry
+        shot(page, "failed-job-wait")
+        shown = page.locator("#job-progress").inner_text(timeout=5000)
+        with context.database.session() as session:
+            job = store.get_job(session, job_id)
+            row = (job.status, job.step, job.message, job.finished_at)
+        raise AssertionError(f"job {job_id} not shown done; the page shows {shown!r}; the job row is {row!r}")
     with context.database.session() as session:
         assert len(store.list_jobs(session, project_id)) == count
         assert store.get_job(session, job_id).status == "done"

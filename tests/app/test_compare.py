@@ -125,6 +125,15 @@ def test_evaluation_equals_pycocotools_on_the_exported_file(project, tmp_path):
     assert f"prompt {prompt_id}" in evaluation.summary_markdown(report)  # names the prompt it scored
 
 
+def test_evaluation_with_no_prompt_picked_scores_the_newest(project):
+    """A click on Evaluate before the tab's picker has filled in (prompt None) scores the project's newest prompt,
+    the one the picker shows first, instead of saying there is none."""
+    context, project_id, prompt_id, ids = project
+    report = evaluation.evaluate_project(context, project_id, None)
+    assert report["prompt_id"] == compare.prompt_choices(context, project_id)[0][1] == prompt_id
+    assert f"prompt {prompt_id}" in evaluation.summary_markdown(report)
+
+
 def test_evaluation_without_heldout_boxes_says_what_to_do(project):
     context, project_id, prompt_id, ids = project
     with context.database.session() as session:
