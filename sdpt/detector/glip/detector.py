@@ -130,19 +130,6 @@ class GlipDetector:
 
         return teacher_targets(outputs, tokens)
 
-    @torch.no_grad()
-    def detect(self, images, class_names: list[str], threshold: float = 0.05) -> list[Detections]:
-        """Zero-shot detections of `class_names` in each PIL image (pre-training's held-out scoring); the library's
-        `sdpt.inference.detect` does the same with prompts and routing."""
-        found: list[list[Detections]] = [[] for _ in images]
-        for chunk in self.class_chunks(class_names):
-            names = [class_names[k] for k in chunk]
-            batch = self.encode(images, [names] * len(images))
-            for k, detections in enumerate(self.decode(self.forward(batch), batch, threshold)):
-                classes = torch.tensor(chunk, dtype=torch.long)[detections.classes.cpu()]
-                found[k].append(Detections(detections.boxes, classes, detections.scores, list(class_names)))
-        return [_merged(parts, class_names) for parts in found]
-
     # --- where prompts act ---
     def prefix_cache(self, first_prompted_layer: int, cache_text: bool = True, max_entries: int = 256):
         from sdpt.detector.glip.prefix_cache import GlipPrefixCache
@@ -195,13 +182,3 @@ class GlipDetector:
         from sdpt.detector.glip.cam_target import cam_layer_name
 
         return f"{cam_layer_name()} (the finest FPN map entering the dynamic head)"
-
-
-def _merged(parts: list[Detections], class_names: list[str]) -> Detections:
-    if len(parts) == 1:
-        return parts[0]
-    boxes = torch.cat([p.boxes for p in parts])
-    scores = torch.cat([p.scores for p in parts])
-    classes = torch.cat([p.classes for p in parts])
-    order = scores.argsort(descending=True)
-    return Detections(boxes[order], classes[order], scores[order], list(class_names))

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import torch
 
-from sdpt.data import load_image
 from sdpt.detector.glip.inputs import encode
 from sdpt.detector.glip.small import build_small_glip, load_small_glip, save_small_glip
-from sdpt.evaluate import evaluate_detections
+from sdpt.evaluate import evaluate
 from sdpt.pretraining import held_out_set, optimizer_and_schedule, prompt_for
 from sdpt.synthetic.grounding import PRETRAIN, scene_stream
 from sdpt.training_state import has_training_state, load_training_state, save_training_state
@@ -39,15 +38,6 @@ OPTIONS = {
                      "help": "write the latest weights, optimizer and step to <out>/latest every this many steps "
                              "(default 250); the same command run again goes on from there"},
 }
-
-
-def held_out_map(detector, dataset, batch_size: int = 8) -> dict:
-    """COCO metrics of the detector on `dataset`, every class named in every caption (as evaluation does)."""
-    detections = []
-    for start in range(0, len(dataset.samples), batch_size):
-        samples = dataset.samples[start:start + batch_size]
-        detections += detector.detect([load_image(s.path) for s in samples], dataset.class_names, threshold=0.0)
-    return evaluate_detections(dataset, detections)
 
 
 def fusion_gammas(detector) -> dict[str, float]:
@@ -102,7 +92,7 @@ def pretrain(out: Path, steps: int, batch_size: int = 8, lr: float = 1e-4, seed:
                         (step - done) / (time.perf_counter() - start))
         if step % eval_every == 0 or step == steps or step == stop_at:
             model.eval()
-            metrics = held_out_map(detector, held_out)
+            metrics = evaluate(detector, held_out, batch_size=8)
             logger.info("step %d held-out mAP %.4f mAP50 %.4f (%.1f min); gamma %s", step, metrics["map"],
                         metrics["map50"], (time.perf_counter() - start) / 60,
                         {k: round(v, 4) for k, v in fusion_gammas(detector).items()})

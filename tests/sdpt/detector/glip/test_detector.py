@@ -9,6 +9,7 @@ from sdpt.detector.glip.detector import GlipDetector
 from sdpt.detector.glip.inputs import encode, resized_size
 from sdpt.detector.glip.model import GlipConfig, GlipModel
 from sdpt.detector.prompts import tiny_vocab
+from sdpt.inference import detect
 
 
 def tiny_detector() -> GlipDetector:
@@ -45,12 +46,12 @@ def test_inputs_are_bgr_normalised_padded_and_the_class_map_points_at_each_name(
 def test_detections_come_back_in_the_images_pixels_and_many_classes_are_split():
     detector = tiny_detector()
     images = [Image.new("RGB", (150, 100), (200, 30, 30)), Image.new("RGB", (90, 120), (30, 30, 200))]
-    found = detector.detect(images, ["red box", "blue box"], threshold=0.0)
+    found = detect(detector, images, ["red box", "blue box"], threshold=0.0)
     for detections, image in zip(found, images):
         assert len(detections) > 0 and detections.class_names == ["red box", "blue box"]
         assert (detections.boxes[:, 2] <= image.width).all() and (detections.boxes[:, 3] <= image.height).all()
     names = [f"thing {chr(97 + k % 26)}{chr(97 + k // 26)}" for k in range(20)]  # 20 names over a 64-token limit
-    many = detector.detect(images[:1], names, threshold=0.0)[0]
+    many = detect(detector, images[:1], names, threshold=0.0)[0]
     assert set(many.classes.tolist()) <= set(range(20)) and max(many.classes.tolist()) >= 10
 
 

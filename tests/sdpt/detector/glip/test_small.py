@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from sdpt.detector.glip.small import TEXT_KEY_PREFIX, build_small_glip, load_small_glip, save_small_glip
+from sdpt.inference import detect
 
 
 def test_the_small_glip_round_trips_without_its_text_encoder(tmp_path):
@@ -18,6 +19,6 @@ def test_the_small_glip_round_trips_without_its_text_encoder(tmp_path):
     assert saved and not any(k.startswith(TEXT_KEY_PREFIX) for k in saved)  # MiniLM comes from the package
     again = load_small_glip(tmp_path / "glip-small")
     image = Image.new("RGB", (160, 128), (200, 40, 40))
-    first = detector.detect([image], ["red circle", "blue square"], threshold=0.0)[0]
-    second = again.detect([image], ["red circle", "blue square"], threshold=0.0)[0]
+    first = detect(detector, [image], ["red circle", "blue square"], threshold=0.0)[0]
+    second = detect(again, [image], ["red circle", "blue square"], threshold=0.0)[0]
     assert torch.equal(first.scores, second.scores) and torch.equal(first.boxes, second.boxes)
