@@ -12,8 +12,10 @@ Protocol: the withheld-classes draws of `benchmarks.withheld_classes` (half of t
 table's 0-2). Each draw is tuned once with the default method at its chosen lr, scored on its 20 validation images
 every `validate_every` steps; every scored step's prompt is kept. Each rule then picks its step from the same scores,
 routes are chosen on the validation images as the app does, and the prompt is scored on **selection images**: 60
-images of the task from a seed of their own, neither pool nor test. The rule with the best mean selection mAP over
-tasks, shots and draws wins; the script prints it with every rule's mean (overall, withheld and kept classes).
+images of the task from a seed of their own, neither pool nor test. Each rule is scored twice: with routes as chosen,
+and with no class promoted to the prompt that had no training box (`no 0-box promotion`). The variant with the best
+mean selection mAP over tasks, shots and draws wins; the script prints it with every variant's mean (overall,
+withheld and kept classes).
 Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
 """
 from __future__ import annotations
@@ -35,13 +37,16 @@ from sdpt.detector import load_detector
 from sdpt.early_stopping import EarlyStopping
 from sdpt.evaluate import evaluate, evaluate_routes
 from sdpt.methods import DEFAULT_METHOD, build_method
-from sdpt.routing import choose_routes
+from sdpt.routing import PROMPTED, ZERO_SHOT, choose_routes
 from sdpt.train import tune
 
 logger = logging.getLogger("benchmarks.stop_rule_search")
 SELECTION_SEED_OFFSET = 60_000  # pool images are made from 30_000, test images from 40_000
 FULL_SCHEDULE = "full schedule"
 RULES = {"best step": 0.0, "margin 0.02": 0.02, "margin 0.05": 0.05, FULL_SCHEDULE: None}
+# Routes chosen on validation images may promote a class with no training box to the prompt when it scored better
+# there; this variant of each rule forbids that (such classes stay zero-shot whatever 20 images say).
+NO_PROMOTION = "no 0-box promotion"
 
 
 def picked_step(rule: str, scores: list[tuple[int, float]], steps: int, every: int) -> int:
@@ -82,14 +87,21 @@ def measure(detector, task: str, pool, selection, shots: int, seed: int, lr: flo
             prompt.routing = choose_routes(box_routes, report["zero-shot"]["per_class"],
                                            report["prompted"]["per_class"], chosen_on="validation images")
             scored = evaluate(detector, selection, prompt)
+            # the same prompt with no class promoted that had no training box (the prompt never saw one)
+            for entry in prompt.routing.classes.values():
+                if entry.boxes == 0 and entry.route == PROMPTED:
+                    entry.route = ZERO_SHOT
+            unpromoted = evaluate(detector, selection, prompt)
             prompt.routing = box_routes
-        rows.append({"task": task, "method": rule, "shots": shots, "seed": seed, "lr": lr, "kept_step": step,
-                     "validation": result.validation, "seconds": seconds, "map": scored["map"],
-                     "withheld_map": class_means(scored["per_class"], withheld),
-                     "kept_map": class_means(scored["per_class"], kept),
-                     "zero_shot_map": zero_shot["map"],
-                     "zero_shot_withheld_map": class_means(zero_shot["per_class"], withheld),
-                     "zero_shot_kept_map": class_means(zero_shot["per_class"], kept)})
+        variants = {rule: scored, f"{rule}, {NO_PROMOTION}": zero_shot if step == 0 else unpromoted}
+        for name, metrics in variants.items():
+            rows.append({"task": task, "method": name, "shots": shots, "seed": seed, "lr": lr, "kept_step": step,
+                         "validation": result.validation, "seconds": seconds, "map": metrics["map"],
+                         "withheld_map": class_means(metrics["per_class"], withheld),
+                         "kept_map": class_means(metrics["per_class"], kept),
+                         "zero_shot_map": zero_shot["map"],
+                         "zero_shot_withheld_map": class_means(zero_shot["per_class"], withheld),
+                         "zero_shot_kept_map": class_means(zero_shot["per_class"], kept)})
     return rows
 
 
@@ -97,8 +109,13 @@ def summary(rows: list[dict]) -> tuple[str, str]:
     """(markdown table of each rule's means, the winning rule)."""
     lines = ["| rule | runs | selection mAP | withheld classes | kept classes | gain over zero-shot | kept step |",
              "|---|---|---|---|---|---|---|"]
+    first = [r for r in rows if r["method"] == next(iter(RULES))]
+    if first:
+        lines.append(f"| zero-shot | {len(first)} | {statistics.mean(r['zero_shot_map'] for r in first):.4f} | "
+                     f"{statistics.mean(r['zero_shot_withheld_map'] for r in first):.4f} | "
+                     f"{statistics.mean(r['zero_shot_kept_map'] for r in first):.4f} | - | 0 |")
     means = {}
-    for rule in RULES:
+    for rule in [name for rule in RULES for name in (rule, f"{rule}, {NO_PROMOTION}")]:
         items = [r for r in rows if r["method"] == rule]
         if not items:
             continue
@@ -143,7 +160,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                              SELECTION_SEED_OFFSET), root / task / "selection/images")
             for shots in args.shots:
                 for seed in args.seeds:
-                    if all(log.get(task=task, method=rule, shots=shots, seed=seed) is not None for rule in RULES):
+                    if all(log.get(task=task, method=f"{rule}, {NO_PROMOTION}", shots=shots, seed=seed) is not None
+                           for rule in RULES):
                         continue
                     for row in measure(detector, task, pool, selection, shots, seed, lr, args.steps,
                                        args.batch_size, args.withheld):
