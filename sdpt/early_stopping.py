@@ -9,11 +9,11 @@ images (the zero-shot model's per-class AP is measured once), and the score is t
 (COCO's mAP is that mean over the classes with boxes). Scoring the prompt with every class prompted instead kept
 step 0 on the example project, though later steps had improved a third of the classes.
 
-The kept step is the latest one whose score is within `margin` of the best, not the best itself: on 20 validation
-images the best step is partly noise, and taking it cost `many` a quarter of its gain on kept classes in the
-withheld-classes benchmark (steps 120 and 80 of 200 kept; the full schedule scored better on the test images).
-The margin is the routing's (sdpt.routing.DEFAULT_MARGIN): a difference that would not flip a route does not
-shorten a tune either.
+The kept step is the latest one whose score is within `margin` of the best; the default margin is 0, the best step.
+A 0.02 margin (the routing's) was the default for a few days, after the best step was seen to cost `many` part of its
+kept-class gain on the withheld-classes test table; chosen on validation draws instead
+(`benchmarks/stop_rule_search.py`: 18 draws, scored on images that are neither pool nor test), the best step did
+better (mean mAP 0.158 against 0.155 with the margin and 0.154 with no early stopping), so it is the default again.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class EarlyStopping:
 
     validation: object  # a FewShotSet with boxes
     every: int
-    margin: float = 0.02
+    margin: float = 0.0
     scores: list[tuple[int, float]] = field(default_factory=list)
     _states: dict = field(default_factory=dict)  # step -> trainable tensors (a few thousand numbers each)
     zero_shot: dict | None = None  # the zero-shot model's per-class AP on the validation images

@@ -65,10 +65,9 @@ def test_early_stopping_keeps_the_best_validation_step(shipped_detector, with_un
     steps = [step for step, _ in result.validation]
     assert steps == [0, 4, 8, 12]
     best = max(score for _, score in result.validation)
-    # the latest step within the margin (0.02) of the best is kept: on few images the best step is partly noise
-    floor = max(best - 0.02, result.validation[0][1])  # and never below the zero-shot start
-    kept_step, kept = max((step, score) for step, score in result.validation if score >= floor)
-    assert result.best_step == kept_step
+    # the default keeps the best step (a tie goes to the later one), never below the zero-shot start
+    kept_step, kept = max((step, score) for step, score in result.validation if score >= best)
+    assert result.best_step == kept_step and kept >= result.validation[0][1]
     # the kept prompt scores the best figure again, routed as choose_routes routes it on these images
     from sdpt.early_stopping import routed_map
 
