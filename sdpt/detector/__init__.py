@@ -8,7 +8,8 @@ pre-trains a host's small model (`pretrainers`), for `python -m sdpt.pretrain`.
 from sdpt.detector.host import HOSTS, Host, ModelLoadError
 from sdpt.detector.loading import load_detector
 from sdpt.detector.pretrainers import pretrainer
-from sdpt.detector.grounding_dino.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, Detector, build_tiny_random
+from sdpt.detector.grounding_dino.detector import Detector
+from sdpt.detector.grounding_dino.loading import DEFAULT_MODEL, FULL_SIZE_RANDOM, TINY_RANDOM, build_tiny_random
 from sdpt.detector.glip.loading import GLIP_TINY_RANDOM
 from sdpt.detector.prompts import ClassPromptError, split_class_names
 from sdpt.detector.grounding_dino.inputs import EncodedBatch, encode_batch

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from sdpt.detector.grounding_dino.inputs import encode_batch
-from sdpt.detector.grounding_dino.loading import set_fusion_scale
+from sdpt.detector.grounding_dino.detector import set_fusion_scale
 from sdpt.detector.grounding_dino.loss import detection_loss
 from sdpt.detector.grounding_dino.small_model import (PHRASE_POSITIONS, build_small_untrained, save_small,
                                                       set_phrase_positions)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from sdpt.detector.grounding_dino.loading import Detector
+from sdpt.detector.grounding_dino.detector import Detector
 from sdpt.detector.host import ModelLoadError
 from sdpt.detector.packaged_text import packaged_text_dir
 
