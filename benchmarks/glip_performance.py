@@ -94,6 +94,14 @@ def run(args) -> dict:
     zero_times, prompted_times = interleaved(
         lambda: detect(detector, images, dataset.class_names, None, batch_size=1) and None,
         lambda: detect(detector, images, dataset.class_names, prompt, batch_size=1) and None, args.repeats)
+    result = {
+        "model": args.model, "parameters": detector.parameter_count(), "image_side": args.image_size,
+        "threads": args.threads, "repeats": args.repeats, "images": args.images,
+        "zero_shot_detect_s": statistics.median(zero_times), "prompted_detect_s": statistics.median(prompted_times),
+        "detect_ratio": median_ratio(prompted_times, zero_times), "sdpt_trainable": prompt.trainable_parameters(),
+    }
+    if args.detect_only:
+        return result
     one = FewShotSet(dataset.class_names, dataset.samples[:1])
     sdpt_times, uncached_times, full_times = interleaved_all(
         [lambda: statistics.median(step_times(detector, one, "sdpt", args.steps)),
@@ -102,17 +110,13 @@ def run(args) -> dict:
     sdpt_memory = peak_memory(args.model, args.image_size, "sdpt", 2, args.threads)
     full_memory = peak_memory(args.model, args.image_size, "full", 2, args.threads)
     return {
-        "model": args.model, "parameters": detector.parameter_count(), "image_side": args.image_size,
-        "threads": args.threads, "repeats": args.repeats, "images": args.images,
-        "zero_shot_detect_s": statistics.median(zero_times), "prompted_detect_s": statistics.median(prompted_times),
-        "detect_ratio": median_ratio(prompted_times, zero_times),
+        **result,
         "sdpt_step_s": statistics.median(sdpt_times), "full_step_s": statistics.median(full_times),
         "step_ratio": median_ratio(sdpt_times, full_times),
         "sdpt_uncached_step_s": statistics.median(uncached_times),
         "uncached_step_ratio": median_ratio(uncached_times, full_times),
         "sdpt_peak_mb": sdpt_memory / 2**20, "full_peak_mb": full_memory / 2**20,
         "memory_ratio": sdpt_memory / full_memory,
-        "sdpt_trainable": prompt.trainable_parameters(),
     }
 
 
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="tuning steps per timing (the first is dropped)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--detect-only", action="store_true", help="time detection only (minutes, not half an hour)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -61,34 +61,70 @@ def _prompt_attention(attn, queries, keys, values, padding, scale, out_proj, bat
         mask = padding[:, None, None, :].repeat(1, heads, 1, 1).flatten(0, 1)
         scores = scores.masked_fill(mask, float("-inf"))
     probs = scores.softmax(dim=-1).view(batch_size, heads, -1, count)  # (B, heads, Q, N)
-    # out_proj's input columns are the merged heads in order (head, head_dim): split its weight by head.
-    weight = out_proj.weight.view(out_proj.out_features, heads, attn.head_dim)  # (out, heads, head_dim)
-    projected = torch.einsum("bhnd,ohd->bhno", values.view(batch_size, heads, count, attn.head_dim), weight)
-    projected = projected * scale.to(projected.dtype).reshape(-1, 1, 1)  # one factor, or one per head
-    # Sum over heads and tokens at once: (B, Q, heads*N) @ (B, heads*N, out).
-    probs = probs.permute(0, 2, 1, 3).reshape(batch_size, -1, heads * count)
-    return torch.bmm(probs, projected.reshape(batch_size, heads * count, -1))
+    return _apply_probs(attn, probs.permute(0, 2, 1, 3).reshape(batch_size, -1, heads * count), values, scale,
+                        out_proj, batch_size)
 
 
 def _per_image(tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
     return tokens.unsqueeze(0).expand(batch_size, -1, -1) if tokens.dim() == 2 else tokens
 
 
-def prompt_branch(attn, query, key, prompts: FusionPrompts, batch_size: int):
+def _image_query_probs(attn, states: torch.Tensor, keys: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Each image token's attention over the prompt keys, per head: (B, Q, heads * N), head-major.
+
+    The scores are the main attention's scaled queries times the keys, (states W_h^T + b_h) s K_h^T per head, folded
+    as states (W_h^T K_h^T s) + b_h K_h^T s: one (Q x d_v) @ (d_v x heads*N) product instead of a per-head batched
+    product over the projected queries (the same FLOPs, but one large matrix product runs several times faster on a
+    CPU than `heads` thin ones; GLIP-T at 800 px: about 110 ms of a 10 s detection). Same result up to float rounding.
+
+    states: (B, Q, d_v), the image tokens entering the attention; keys: (B, N, E), the projected prompt keys."""
+    heads, head_dim = attn.num_heads, attn.head_dim
+    count = keys.shape[1]
+    proj = attn.vision_proj
+    keys = keys.view(batch_size, count, heads, head_dim)
+    weight = proj.weight.to(keys.dtype).view(heads, head_dim, -1)  # (heads, head_dim, d_v)
+    folded = torch.einsum("hdv,bnhd->bvhn", weight, keys).reshape(batch_size, -1, heads * count) * attn.scale
+    if proj.bias is not None:
+        offset = torch.einsum("hd,bnhd->bhn", proj.bias.to(keys.dtype).view(heads, head_dim), keys)
+        scores = torch.baddbmm(offset.reshape(batch_size, 1, heads * count) * attn.scale, states.to(keys.dtype), folded)
+    else:
+        scores = torch.bmm(states.to(keys.dtype), folded)
+    return scores.view(batch_size, -1, heads, count).softmax(dim=-1).reshape(batch_size, -1, heads * count)
+
+
+def _apply_probs(attn, probs: torch.Tensor, values: torch.Tensor, scale, out_proj, batch_size: int) -> torch.Tensor:
+    """(B, Q, heads * N) attention weights (head-major) over the prompt values (B * heads, N, head_dim) -> (B, Q, out):
+    each head's answer times `scale` (one factor, or one per head), merged, through `out_proj`'s weight."""
+    heads, count = attn.num_heads, probs.shape[-1] // attn.num_heads
+    # out_proj's input columns are the merged heads in order (head, head_dim): split its weight by head.
+    weight = out_proj.weight.view(out_proj.out_features, heads, attn.head_dim)  # (out, heads, head_dim)
+    projected = torch.einsum("bhnd,ohd->bhno", values.view(batch_size, heads, count, attn.head_dim), weight)
+    projected = projected * scale.to(projected.dtype).reshape(-1, 1, 1)
+    # Sum over heads and tokens at once: (B, Q, heads*N) @ (B, heads*N, out).
+    return torch.bmm(probs.to(projected.dtype), projected.reshape(batch_size, heads * count, -1))
+
+
+def prompt_branch(attn, query, key, prompts: FusionPrompts, batch_size: int, vision_states: torch.Tensor | None = None):
     """The branch updates (vision (B, Nv, d_v) or None, text (B, Nt, d_l) or None) of one fusion layer.
 
     query: the image tokens' scaled queries, key: the text tokens' keys, as the main attention split them into
     heads. Image queries read the text-side prompt tokens; text queries read the image-side ones (the main
     attention's transposed direction, where text keys act as queries and scaled image queries as keys).
+    vision_states: the image tokens the queries were projected from; given, the image queries' scores are computed
+    from them in one product (`_image_query_probs`), which is faster where there are thousands of image tokens.
     """
     vision_scale, text_scale = prompts.branch_scales
     vision_update = text_update = None
     if prompts.text is not None and prompts.image_sees_text_prompts:
         tokens = _per_image(prompts.text.to(query.dtype), batch_size)  # (B, N, d_l)
-        vision_update = _prompt_attention(
-            attn, query, _split_heads(attn, attn.text_proj(tokens), batch_size),
-            _split_heads(attn, attn.values_text_proj(tokens), batch_size), None, vision_scale, attn.out_vision_proj,
-            batch_size)
+        values = _split_heads(attn, attn.values_text_proj(tokens), batch_size)
+        if vision_states is not None:
+            probs = _image_query_probs(attn, vision_states, attn.text_proj(tokens), batch_size)
+            vision_update = _apply_probs(attn, probs, values, vision_scale, attn.out_vision_proj, batch_size)
+        else:
+            vision_update = _prompt_attention(
+                attn, query, _split_heads(attn, attn.text_proj(tokens), batch_size), values, None, vision_scale,
+                attn.out_vision_proj, batch_size)
     if prompts.vision is not None and prompts.text_sees_image_prompts:
         tokens = _per_image(prompts.vision.to(key.dtype), batch_size)  # (B, N, d_v)
         text_update = _prompt_attention(

@@ -109,7 +109,7 @@ def prompted_attention(attn: BiMultiHeadAttention, v: torch.Tensor, l: torch.Ten
     values_v = attn._split_heads(attn.values_v_proj(v))
     values_l = attn._split_heads(attn.values_l_proj(l))
     if branch is not None:  # the branch reads with the main attention's own split-head queries and keys
-        branch_out.extend(prompt_branch(attn, queries, keys, branch, batch))
+        branch_out.extend(prompt_branch(attn, queries, keys, branch, batch, vision_states=v))
 
     scores = torch.bmm(queries, keys.transpose(1, 2))  # (B * heads, Nv, Nl)
     if prompts is not None and prompts.gate is not None:

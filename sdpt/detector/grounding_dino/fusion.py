@@ -86,7 +86,7 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
     vision_values = _split_heads(attn, attn.values_vision_proj(vision_features), batch_size)
     text_values = _split_heads(attn, attn.values_text_proj(text_features), batch_size)
     if branch is not None:  # the branch reuses the main attention's query projections of both streams
-        branch_out.extend(prompt_branch(attn, query, key, branch, batch_size))
+        branch_out.extend(prompt_branch(attn, query, key, branch, batch_size, vision_states=vision_features))
 
     scores = torch.bmm(query, key.transpose(1, 2))  # (B*heads, vision tokens, text tokens)
     if prompts is not None and prompts.gate is not None:
