@@ -104,27 +104,21 @@ def _apply_probs(attn, probs: torch.Tensor, values: torch.Tensor, scale, out_pro
     return torch.bmm(probs.to(projected.dtype), projected.reshape(batch_size, heads * count, -1))
 
 
-def prompt_branch(attn, query, key, prompts: FusionPrompts, batch_size: int, vision_states: torch.Tensor | None = None):
+def prompt_branch(attn, vision_states: torch.Tensor, key, prompts: FusionPrompts, batch_size: int):
     """The branch updates (vision (B, Nv, d_v) or None, text (B, Nt, d_l) or None) of one fusion layer.
 
-    query: the image tokens' scaled queries, key: the text tokens' keys, as the main attention split them into
-    heads. Image queries read the text-side prompt tokens; text queries read the image-side ones (the main
-    attention's transposed direction, where text keys act as queries and scaled image queries as keys).
-    vision_states: the image tokens the queries were projected from; given, the image queries' scores are computed
-    from them in one product (`_image_query_probs`), which is faster where there are thousands of image tokens.
+    vision_states: the image tokens entering the attention (B, Nv, d_v), key: the text tokens' keys as the main
+    attention split them into heads. Image queries read the text-side prompt tokens (their scores computed from the
+    states in one product, `_image_query_probs`); text queries read the image-side ones (the main attention's
+    transposed direction, where text keys act as queries and the prompts' scaled image queries as keys).
     """
     vision_scale, text_scale = prompts.branch_scales
     vision_update = text_update = None
     if prompts.text is not None and prompts.image_sees_text_prompts:
-        tokens = _per_image(prompts.text.to(query.dtype), batch_size)  # (B, N, d_l)
+        tokens = _per_image(prompts.text.to(vision_states.dtype), batch_size)  # (B, N, d_l)
         values = _split_heads(attn, attn.values_text_proj(tokens), batch_size)
-        if vision_states is not None:
-            probs = _image_query_probs(attn, vision_states, attn.text_proj(tokens), batch_size)
-            vision_update = _apply_probs(attn, probs, values, vision_scale, attn.out_vision_proj, batch_size)
-        else:
-            vision_update = _prompt_attention(
-                attn, query, _split_heads(attn, attn.text_proj(tokens), batch_size), values, None, vision_scale,
-                attn.out_vision_proj, batch_size)
+        probs = _image_query_probs(attn, vision_states, attn.text_proj(tokens), batch_size)
+        vision_update = _apply_probs(attn, probs, values, vision_scale, attn.out_vision_proj, batch_size)
     if prompts.vision is not None and prompts.text_sees_image_prompts:
         tokens = _per_image(prompts.vision.to(key.dtype), batch_size)  # (B, N, d_v)
         text_update = _prompt_attention(

@@ -108,8 +108,8 @@ def prompted_attention(attn: BiMultiHeadAttention, v: torch.Tensor, l: torch.Ten
     keys = attn._split_heads(attn.l_proj(l))
     values_v = attn._split_heads(attn.values_v_proj(v))
     values_l = attn._split_heads(attn.values_l_proj(l))
-    if branch is not None:  # the branch reads with the main attention's own split-head queries and keys
-        branch_out.extend(prompt_branch(attn, queries, keys, branch, batch, vision_states=v))
+    if branch is not None:  # the branch reads the same image tokens and the main attention's split-head keys
+        branch_out.extend(prompt_branch(attn, v, keys, branch, batch))
 
     scores = torch.bmm(queries, keys.transpose(1, 2))  # (B * heads, Nv, Nl)
     if prompts is not None and prompts.gate is not None:

@@ -85,8 +85,8 @@ def fusion_attention(attn, vision_features, text_features, vision_attention_mask
     key = _split_heads(attn, attn.text_proj(text_features), batch_size)
     vision_values = _split_heads(attn, attn.values_vision_proj(vision_features), batch_size)
     text_values = _split_heads(attn, attn.values_text_proj(text_features), batch_size)
-    if branch is not None:  # the branch reuses the main attention's query projections of both streams
-        branch_out.extend(prompt_branch(attn, query, key, branch, batch_size, vision_states=vision_features))
+    if branch is not None:  # the branch reads the same image tokens and the main attention's split-head keys
+        branch_out.extend(prompt_branch(attn, vision_features, key, branch, batch_size))
 
     scores = torch.bmm(query, key.transpose(1, 2))  # (B*heads, vision tokens, text tokens)
     if prompts is not None and prompts.gate is not None:

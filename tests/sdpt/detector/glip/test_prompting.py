@@ -324,9 +324,8 @@ def test_branch_is_added_after_the_layer_scale_and_drop_path():
             added.append([p - q for p, q in zip(prompted, plain)])
         attn = block.attn
         normed_v, normed_l = block.layer_norm_v(v), block.layer_norm_l(l)
-        queries = attn._split_heads(attn.v_proj(normed_v) * attn.scale)
         keys = attn._split_heads(attn.l_proj(normed_l))
-        expected = prompt_branch(attn, queries, keys, prompts, 2)
+        expected = prompt_branch(attn, normed_v, keys, prompts, 2)
     for small, large, want in zip(*added, expected):
         assert small.abs().max() > 1e-3  # the branch acts...
         torch.testing.assert_close(small, large, rtol=0, atol=1e-5)  # ...by the same amount whatever gamma is
