@@ -23,10 +23,11 @@ reads starts at flat position k*h*w, i.e. inside original channel floor(k*h*w / 
 sampling positions come from a mix of the larger level's offset planes. The batch stride is honoured (offset[b]
 is taken as a tensor), and slicing the 27-channel conv output into offsets does not change this, because image
 b's first 18 channels are laid out contiguously from offset[b]'s pointer either way. `read_as_output_size` does
-exactly this so that torchvision's `deform_conv2d` (same offset/mask layout, but shape-checked) computes what the
-official op computes; tests/sdpt/detector/glip/test_dyhead.py checks it against an element-by-element
-restatement of the CUDA kernel. A read that would need more values than the tensor holds (output larger than the
-offsets) is undefined upstream and refused here.
+exactly this, so that a shape-checked op with the same offset/mask layout (this project's
+`deform_conv.modulated_deform_conv2d`, or torchvision's `deform_conv2d`) computes what the official op computes;
+tests/sdpt/detector/glip/test_dyhead.py checks it against an element-by-element restatement of the CUDA kernel. A
+read that would need more values than the tensor holds (output larger than the offsets) is undefined upstream and
+refused here.
 """
 from __future__ import annotations
 
@@ -35,11 +36,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import deform_conv2d
 
+from sdpt.detector.glip.deform_conv import KERNEL, KERNEL_POINTS, modulated_deform_conv2d
 
-KERNEL = 3
-KERNEL_POINTS = KERNEL * KERNEL
 OFFSET_CHANNELS = 2 * KERNEL_POINTS  # (dy, dx) per kernel point, interleaved: channel 2k = dy, 2k+1 = dx
 OFFSET_AND_MASK_CHANNELS = 3 * KERNEL_POINTS  # 27: what the checkpoint's `offset` conv outputs
 
@@ -93,9 +92,7 @@ class ModulatedDeformConv(nn.Module):
         out_height, out_width = self.output_size(x.shape[-2], x.shape[-1])
         offset = read_as_output_size(offset, out_height, out_width)
         mask = read_as_output_size(mask, out_height, out_width)
-        return deform_conv2d(
-            x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding, mask=mask
-        )
+        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride, self.padding)
 
 
 class ConvNorm(nn.Module):
