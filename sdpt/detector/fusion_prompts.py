@@ -48,13 +48,14 @@ def _split_heads(attn, states: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def _prompt_attention(attn, queries, keys, values, padding, scale, out_proj, batch_size):
-    """Queries (B*heads, Q, head_dim) over prompt keys/values in a softmax of their own, each head's answer times
-    `scale`, merged and passed through `out_proj`'s weight (its bias belongs to the main attention's output).
+    """The text tokens' queries (B*heads, Q, head_dim) over the vision-side prompt keys/values, in a softmax of
+    their own; each head's answer times `scale`, merged and passed through `out_proj`'s weight (its bias belongs to
+    the main attention's output). Image tokens take the other road, `_image_query_probs`, whose scores are folded
+    into one product with the image tokens themselves.
 
     Computed as softmax(Q K^T) (s V W_o): the output projection and the scales are applied to the N prompt values
-    of each head first (N x E work, N = a few tens) instead of to every query's merged answer (Q x E, Q = thousands
-    of image tokens). Same result up to float rounding; the per-query product has heads x N inner terms instead of
-    E (160 against 256 at SDPT's defaults), and the merged-answer copy is gone."""
+    of each head first (`_apply_probs`) instead of to every query's merged answer. Same result up to float
+    rounding."""
     heads, count = attn.num_heads, keys.shape[1]
     scores = torch.bmm(queries, keys.transpose(1, 2))  # (B*heads, Q, N)
     if padding is not None:
