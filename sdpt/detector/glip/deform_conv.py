@@ -62,7 +62,10 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     # (N, C, 9, positions): channel-major, kernel point next, as the weight's (C, 3, 3) flattens
     columns = sampled.reshape(batch, channels, KERNEL_POINTS, positions) * mask.reshape(batch, 1, KERNEL_POINTS,
                                                                                          positions).to(x.dtype)
-    out = weight.reshape(out_channels, channels * KERNEL_POINTS) @ columns.reshape(batch, -1, positions)
+    # An explicit batched product: `matmul` would pick its (2D @ 3D) path by whether the weight requires grad, and
+    # the paths round differently, so a trainable copy of a frozen model (full fine-tuning) would not start equal.
+    kernel = weight.reshape(1, out_channels, channels * KERNEL_POINTS).expand(batch, -1, -1)
+    out = torch.bmm(kernel, columns.reshape(batch, -1, positions))
     if bias is not None:
         out = out + bias.reshape(1, out_channels, 1)
     return out.reshape(batch, out_channels, out_height, out_width)

@@ -55,3 +55,17 @@ def test_offsets_of_the_wrong_size_are_refused():
         modulated_deform_conv2d(x, offset[:, :, :4], mask[:, :, :4], weight, bias)
     with pytest.raises(ValueError, match="weight must be"):
         modulated_deform_conv2d(x, offset, mask, weight[:, :2], bias)
+
+
+def test_a_trainable_weight_gives_the_same_bits_as_a_frozen_one():
+    # full fine-tuning starts from a trainable copy of the frozen model and must start as the zero-shot model
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 32, 2, 3, generator=generator)  # the tiny GLIP's coarse level, where matmul's paths differed
+    offset = torch.randn(2, 18, 2, 3, generator=generator)
+    mask = torch.rand(2, 9, 2, 3, generator=generator)
+    weight, bias = torch.randn(32, 32, 3, 3, generator=generator) * 0.05, torch.randn(32, generator=generator)
+    frozen = modulated_deform_conv2d(x, offset, mask, weight, bias)
+    trainable = modulated_deform_conv2d(x, offset, mask, weight.clone().requires_grad_(), bias.clone().requires_grad_())
+    assert torch.equal(frozen, trainable)
+    with torch.no_grad():
+        assert torch.equal(frozen, modulated_deform_conv2d(x, offset, mask, weight.clone().requires_grad_(), bias))
