@@ -93,7 +93,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                         upload_button = gr.Button("Add images", variant="primary", elem_id="add-images")
                 with gr.Row():
                     prev_button = gr.Button("◀ Previous", elem_id="prev-image", scale=0)
-                    image_pick = gr.Dropdown(label="Image", choices=[], interactive=True, elem_id="image-pick")
+                    # allow_custom_value: see job_pick below
+                    image_pick = gr.Dropdown(label="Image", choices=[], interactive=True, elem_id="image-pick",
+                                             allow_custom_value=True)
                     next_button = gr.Button("Next ▶", elem_id="next-image", scale=0)
                 image_info = gr.Markdown("", elem_id="image-info")
                 gr.Markdown(LABEL_HELP)
@@ -119,7 +121,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     warm = gr.Checkbox(label="Continue from the latest prompt (with all confirmed boxes)", value=False,
                                        elem_id="warm-retune")
                     tune_button = gr.Button("Tune", variant="primary", elem_id="tune")
-                job_pick = gr.Dropdown(label="Job", choices=[], interactive=True, elem_id="job-pick")
+                # allow_custom_value: two events can race (a project refresh computed before a new job or image,
+                # answered after it). The later one sets choices=[], and gradio ignores value=None in an update
+                # (gradio-app/gradio#7859), so the picker kept a value outside its choices and every later event
+                # that read it failed ("Value: 1 is not in the list of choices: []"): the progress never updated.
+                # Handlers check every id they get (access check, clear message), so a value outside the list is safe.
+                job_pick = gr.Dropdown(label="Job", choices=[], interactive=True, elem_id="job-pick",
+                                       allow_custom_value=True)
                 progress = gr.Markdown(tuning.job_view(ctx, None)[0], elem_id="job-progress")
                 loss_plot = gr.LinePlot(_loss_frame([]), x="step", y="loss", title="Tuning loss", height=260)
                 with gr.Row():
