@@ -129,8 +129,8 @@ def summary(rows: list[dict]) -> tuple[str, str]:
     return "\n".join(lines), best
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The validation-draw protocol's options, shared with `benchmarks.teacher_weight_search`."""
     parser.add_argument("--model", default="assets/sdpt-small")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
@@ -143,21 +143,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--lrs", type=Path, default=LR_CHOICE)
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines log; rows already there are kept")
     parser.add_argument("--threads", type=int, default=1)
+
+
+def protocol_log(args) -> ResultsLog:
+    """The results log, keyed by the protocol's settings (rows of another setting are not reused)."""
+    setting = {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
+               "pool_images": args.pool_images, "selection_images": args.selection_images,
+               "withheld": args.withheld}
+    return ResultsLog(args.results, setting)
+
+
+def selection_set(root: Path, task: str, count: int):
+    """The task's selection images: a seed of their own, neither pool nor test."""
+    return load_coco(write_coco(root / task / "selection", TASKS[task], count, SELECTION_SEED_OFFSET),
+                     root / task / "selection/images")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     detector = load_detector(args.model)
-    setting = {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
-               "pool_images": args.pool_images, "selection_images": args.selection_images,
-               "withheld": args.withheld}
-    log = ResultsLog(args.results, setting)
+    log = protocol_log(args)
     lr = learning_rates(args.lrs).get(DEFAULT_METHOD)
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         for task in args.tasks:
             pool = task_pool(root, task, args.pool_images)
-            selection = load_coco(write_coco(root / task / "selection", TASKS[task], args.selection_images,
-                                             SELECTION_SEED_OFFSET), root / task / "selection/images")
+            selection = selection_set(root, task, args.selection_images)
             for shots in args.shots:
                 for seed in args.seeds:
                     if all(log.get(task=task, method=f"{rule}, {NO_PROMOTION}", shots=shots, seed=seed) is not None

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.few_shot import LR_CHOICE, TASKS, ResultsLog, learning_rates, load_coco, model_fingerprint, \
-    task_pool, write_coco
-from benchmarks.stop_rule_search import SELECTION_SEED_OFFSET
+from benchmarks.few_shot import learning_rates, task_pool
+from benchmarks.stop_rule_search import add_protocol_arguments, protocol_log, selection_set
 from benchmarks.withheld_classes import class_means, draw, withheld_names
 from sdpt.config import TrainConfig
 from sdpt.detector import load_detector
@@ -104,28 +103,14 @@ def summary(rows: list[dict], grid: list[float]) -> tuple[str, float | None]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="assets/sdpt-small")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
+    add_protocol_arguments(parser)
     parser.add_argument("--weights", type=float, nargs="+", default=None,
                         help="the grid to run (default: GRID, grown up its ladder as the rows ask)")
-    parser.add_argument("--withheld", type=float, default=0.5)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--pool-images", type=int, default=80)
-    parser.add_argument("--selection-images", type=int, default=60)
-    parser.add_argument("--lrs", type=Path, default=LR_CHOICE)
-    parser.add_argument("--results", type=Path, default=None, help="JSON-lines log; rows already there are kept")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     detector = load_detector(args.model)
-    setting = {"model": model_fingerprint(args.model), "steps": args.steps, "batch_size": args.batch_size,
-               "pool_images": args.pool_images, "selection_images": args.selection_images,
-               "withheld": args.withheld}
-    log = ResultsLog(args.results, setting)
+    log = protocol_log(args)
     lr = learning_rates(args.lrs).get(DEFAULT_METHOD)
     draws = len(args.tasks) * len(args.shots) * len(args.seeds)
 
@@ -138,8 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         pools, selections = {}, {}
         for task in args.tasks:
             pools[task] = task_pool(root, task, args.pool_images)
-            selections[task] = load_coco(write_coco(root / task / "selection", TASKS[task], args.selection_images,
-                                                    SELECTION_SEED_OFFSET), root / task / "selection/images")
+            selections[task] = selection_set(root, task, args.selection_images)
         done = None
         while done != (grid := args.weights or grid_of(ours(), draws)):
             done = grid
