@@ -97,9 +97,11 @@ class TrainConfig:
         "help": "True: a class with no box anywhere in the training set is a negative in every image (as before "
                 "2026-12-02); False: nobody labelled it yet, so it gives no negative signal and is held to the "
                 "zero-shot teacher instead"})
-    distill_weight: float = field(default=10.0, metadata={
-        "help": "weight of the cached zero-shot teacher's term for classes without boxes (0 = off). The term is a "
-                "mean over every held (position, token) pair, most of them near 0, so it needs a large weight: on the "
+    distill_weight: float = field(default=0.0, metadata={
+        "help": "weight of the cached zero-shot teacher's term for classes without boxes (0 = off, the default: "
+                "benchmarks/teacher_weight_search.py chose it on validation draws, since with routes those classes "
+                "are answered zero-shot anyway). Use 10 when every class stays prompted (routing off): the term is a "
+                "mean over every held (position, token) pair, most of them near 0, so it needs a large weight; on the "
                 "shipped model, 30 steps moved an unlabelled class's top scores by 0.17 with weight 0, 0.15 with 1, "
                 "0.022 with 10 and 0.020 with 100 (the old loss: 0.25; tests/sdpt/test_unlabelled.py's setting)"})
     route_min_boxes: int = field(default=1, metadata={
