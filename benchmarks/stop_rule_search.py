@@ -47,6 +47,7 @@ RULES = {"best step": 0.0, "margin 0.02": 0.02, "margin 0.05": 0.05, FULL_SCHEDU
 # Routes chosen on validation images may promote a class with no training box to the prompt when it scored better
 # there; this variant of each rule forbids that (such classes stay zero-shot whatever 20 images say).
 NO_PROMOTION = "no 0-box promotion"
+TEACHER_WEIGHT = 10.0
 
 
 def picked_step(rule: str, scores: list[tuple[int, float]], steps: int, every: int) -> int:
@@ -61,7 +62,9 @@ def measure(detector, task: str, pool, selection, shots: int, seed: int, lr: flo
     """One tune of the draw; one row per rule, scored on the selection images."""
     withheld = withheld_names(pool.class_names, fraction, seed)
     train, validation = draw(pool, shots, seed, withheld)
-    config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr)
+    # the teacher at 10, the default when the rule was chosen: the logged rows measured it, and
+    # benchmarks.teacher_weight_search reuses this protocol's draws to compare weights
+    config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr, distill_weight=TEACHER_WEIGHT)
     prompt = build_method(DEFAULT_METHOD, detector, seed=seed)
     states: dict[int, dict] = {}
 

@@ -13,17 +13,20 @@ concepts' mAP@.5.
 Variants:
 - `today`: the loss before 2026-12-02 (every class without a box is a negative), the full schedule, every class
   prompted;
-- `never-worse`: the defaults now (no negative signal for classes without boxes, the cached zero-shot teacher, routing
-  by training boxes), early stopping on validation images (the best step), and routes chosen on those validation
+- `never-worse`: the defaults now (no negative signal for classes without boxes, routing by training boxes, the
+  zero-shot teacher off), early stopping on validation images (the best step), and routes chosen on those validation
   images;
-- ablations of `never-worse`: `margin 0.02` (early stopping keeps the latest step within 0.02 of the best: the
-  default from 2026-12-02 to 12-06, until `benchmarks.stop_rule_search` chose the best step on validation draws),
-  `full schedule` (no early stopping: the last step is kept) and `box routes` (routes by training boxes only, none
-  chosen on validation images).
+- options of `never-worse`, joined to its name with ", " in any combination: `margin 0.02` (early stopping keeps the
+  latest step within 0.02 of the best: the default from 2026-12-02 to 12-06, until `benchmarks.stop_rule_search`
+  chose the best step on validation draws), `full schedule` (no early stopping: the last step is kept), `box routes`
+  (routes by training boxes only, none chosen on validation images) and `teacher 10` (the cached zero-shot teacher at
+  weight 10: the default from 2026-12-02 to 12-07, until `benchmarks.teacher_weight_search` chose 0 on validation
+  draws).
 
-Rows logged before 2026-12-06 under the old names were renamed when the default changed, to what they measured:
+Rows logged under older names were renamed when a default changed, to what they measured. On 2026-12-06:
 `never-worse` (then the margin rule) -> `never-worse, margin 0.02`, `never-worse, best step` -> `never-worse`,
-`never-worse, best step, box routes` -> `never-worse, box routes`.
+`never-worse, best step, box routes` -> `never-worse, box routes`. On 2026-12-07 every `never-worse` row measured
+until then (the teacher at 10) gained `, teacher 10`.
 Validation images are 20 pool images outside the draw; test images are never used to choose anything.
 
 `--methods` runs the variants for other prompt methods than the default (each at its own chosen lr): routing,
@@ -55,8 +58,11 @@ from sdpt.routing import choose_routes
 from sdpt.train import tune
 
 logger = logging.getLogger("benchmarks.withheld_classes")
-VARIANTS = ["today", "never-worse", "never-worse, margin 0.02", "never-worse, full schedule",
-            "never-worse, box routes"]
+NEVER_WORSE = "never-worse"
+OPTIONS = ["margin 0.02", "full schedule", "box routes", "teacher 10"]
+# the order of the tables' rows; any other combination of OPTIONS also runs, and sorts after these
+VARIANTS = ["today", NEVER_WORSE, "never-worse, teacher 10", "never-worse, margin 0.02, teacher 10",
+            "never-worse, full schedule, teacher 10", "never-worse, box routes, teacher 10"]
 VALIDATION_IMAGES = 20
 
 
@@ -105,6 +111,16 @@ def scored(detector, data: TaskData, prompt, withheld: list[str]) -> dict:
             "forgetting_map50": evaluate(detector, data.pretrain_test, prompt)["map50"]}
 
 
+def variant_options(variant: str) -> set[str]:
+    """The options of a `never-worse` variant's name; a clear error for a name that is not one."""
+    name, *options = variant.split(", ")
+    unknown = [o for o in options if o not in OPTIONS]
+    if name != NEVER_WORSE or unknown:
+        raise ValueError(f"unknown variant {variant!r}: use 'today' or 'never-worse' followed by any of {OPTIONS}, "
+                         "joined with ', '")
+    return set(options)
+
+
 def method_key(method: str) -> str:
     """The results log's extra key: empty for the default method (the rows measured before `--methods` existed)."""
     return "" if method == DEFAULT_METHOD else method
@@ -122,12 +138,15 @@ def measure(detector, data: TaskData, variant: str, shots: int, seed: int, lr: f
         result = tune(detector, train, prompt, config)
         prompt.routing = None  # every class prompted, as before routing
     else:
+        options = variant_options(variant)
         config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr)
-        if "margin 0.02" in variant:
+        if "margin 0.02" in options:
             config.stop_margin = 0.02
-        early_stopping = variant != "never-worse, full schedule"
+        if "teacher 10" in options:
+            config.distill_weight = 10.0
+        early_stopping = "full schedule" not in options
         result = tune(detector, train, prompt, config, validation=validation if early_stopping else None)
-        if not variant.endswith("box routes"):
+        if "box routes" not in options:
             report = evaluate_routes(detector, validation, prompt)
             prompt.routing = choose_routes(prompt.routing, report["zero-shot"]["per_class"],
                                            report["prompted"]["per_class"], chosen_on="validation images")
@@ -187,12 +206,14 @@ def table(rows: list[dict]) -> str:
              "pre-training mAP@.5 | tune s |", "|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     order = {"zero-shot": 0, **{v: k + 1 for k, v in enumerate(VARIANTS)}}
+    rank = len(order)
 
     def method_of(row: dict) -> str:
         return "-" if row["method"] == "zero-shot" else row.get("prompt", DEFAULT_METHOD)
 
     for row in sorted(rows, key=lambda r: (r["task"], r["shots"], method_of(r) != "-", method_of(r) != DEFAULT_METHOD,
-                                           method_of(r), order[r["method"]], r["seed"])):
+                                           method_of(r), order.get(r["method"], rank), r["method"],
+                                           r["seed"])):
         groups.setdefault((row["task"], method_of(row), row["method"], row["shots"]), []).append(row)
     for (task, method, variant, shots), items in groups.items():
         lines.append(f"| {task} | {method} | {variant} | {shots} | {len(items)} | {_mean(items, 'withheld_map')} | "
@@ -207,7 +228,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=["today", NEVER_WORSE],
+                        help=f"'today', or 'never-worse' followed by any of {OPTIONS} joined with ', ' "
+                             f"(the tables' rows: {VARIANTS})")
     parser.add_argument("--methods", nargs="+", default=[DEFAULT_METHOD], choices=sorted(METHODS),
                         help="prompt methods to tune (each at its chosen lr)")
     parser.add_argument("--withheld", type=float, default=0.5, help="share of each task's classes without boxes")
@@ -220,6 +243,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=None, help="directory for the table (withheld_<share>.md)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    for variant in args.variants:
+        if variant != "today":
+            try:
+                variant_options(variant)
+            except ValueError as error:
+                parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     rows = run(args)
