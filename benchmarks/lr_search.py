@@ -9,6 +9,8 @@ uses), and `--val-images` other images of the task's pool are the validation set
 learning rate of its grid with the few-shot table's protocol (steps, batch size) and scored by validation mAP.
 One learning rate per method, across tasks: the one with the best mean validation mAP over the tasks. The choice
 goes to `lr_choice.json`, which `benchmarks.few_shot` reads, and becomes the method's `default_lr`.
+SDPT's other injections (`sdpt:paper`, `sdpt:shared_gate`) are searched after the methods, as entries of their own;
+`benchmarks.sdpt_ablation` tunes its injection variants at those rates where the file has them.
 Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
 """
 from __future__ import annotations
@@ -46,6 +48,22 @@ PROMPT_LADDER = [5e-1, 1.0]
 PROMPT_LADDER_DOWN = [1e-3, 2e-4]
 # The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
 METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
+# SDPT's other injections, each searched like a method of its own (the GLIP table compares the injections at their
+# own rates): the entry's name in lr_choice.json -> (method, its options).
+INJECTIONS = {f"sdpt:{name}": ("sdpt", {"injection": name}) for name in ("paper", "shared_gate")}
+ENTRIES = METHOD_ORDER + list(INJECTIONS)
+
+
+def injection_entry(method: str, options: dict) -> str | None:
+    """The lr_choice.json entry of an SDPT injection other than the default, where `options` name one."""
+    entry = f"sdpt:{options.get('injection')}"
+    return entry if method == "sdpt" and entry in INJECTIONS else None
+
+
+def build_entry(entry: str, detector, seed: int = 0):
+    """The prompt an entry of the search names: a method at its defaults, or SDPT with another injection."""
+    method, options = INJECTIONS.get(entry, (entry, {}))
+    return build_method(method, detector, options, seed=seed)
 
 
 def mean_scores(rows: list[dict], method: str, grid: list[float], tasks: list[str]) -> dict[float, float]:
@@ -129,7 +147,7 @@ def run(args) -> list[dict]:
                         logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                         return list(log.rows.values())
                     train, validation = splits[task]
-                    prompt = build_method(method, detector, seed=0)
+                    prompt = build_entry(method, detector, seed=0)
                     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr)
                     row = log.add({"task": task, "method": method, "shots": args.shots, "seed": 0,
                                    "variant": f"lr={lr:g}", "lr": lr,
@@ -141,7 +159,7 @@ def run(args) -> list[dict]:
 def choose(rows: list[dict], tasks: list[str]) -> dict[str, float]:
     """Per method, the learning rate with the best mean validation mAP over `tasks` (only fully measured ones)."""
     chosen = {}
-    for method in METHOD_ORDER:
+    for method in ENTRIES:
         grid = grid_of(method, rows, tasks)
         means = mean_scores(rows, method, grid, tasks)
         if means and len(means) == len(grid):
@@ -152,7 +170,7 @@ def choose(rows: list[dict], tasks: list[str]) -> dict[str, float]:
 def table(rows: list[dict], tasks: list[str], chosen: dict[str, float]) -> str:
     lines = ["| method | lr | " + " | ".join(f"{t} val mAP" for t in tasks) + " | mean | chosen |",
              "|---|---|" + "---|" * len(tasks) + "---|---|"]
-    for method in METHOD_ORDER:
+    for method in ENTRIES:
         for lr in grid_of(method, rows, tasks):
             cells = []
             for task in tasks:
@@ -171,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one task, two methods, few steps and images")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--methods", nargs="+", default=METHOD_ORDER, choices=METHOD_ORDER)
+    parser.add_argument("--methods", nargs="+", default=ENTRIES, choices=ENTRIES,
+                        help="methods, and SDPT's other injections (sdpt:paper, sdpt:shared_gate), in this order")
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--val-images", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None, help="directory for lr_search.md and lr_choice.json")

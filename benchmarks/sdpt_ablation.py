@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, default_options, learning_rates,
                                  mean_spread, measure, quality_cells, quick_protocol, setting_of, train_config,
                                  zero_shot)
+from benchmarks.lr_search import injection_entry
 from sdpt.data import load_coco
 from sdpt.detector import load_detector
 from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
@@ -55,8 +56,12 @@ def split_variant(variant: dict) -> tuple[dict, dict]:
             {k: v for k, v in variant.items() if k in TRAIN_KEYS})
 
 
-def variant_config(args, seed: int, changes: dict):
+def variant_config(args, seed: int, changes: dict, options: dict | None = None):
+    """The tuning config of a variant: SDPT's chosen lr, or its injection's own where the lr search chose one."""
     config = train_config(args, "sdpt", seed)
+    entry = injection_entry("sdpt", options or {})
+    if entry is not None and entry in args.lrs:
+        config.lr = args.lrs[entry]
     if "lr_factor" in changes:
         config.lr = config.lr * changes["lr_factor"]
     if "weight_decay" in changes:
@@ -70,7 +75,7 @@ def is_current(row: dict, args) -> bool:
     """A measured row counts while SDPT's defaults (plus its variant's change) and its lr are those it was measured
     with, so a new default re-bases every row instead of mixing bases."""
     options, changes = split_variant(VARIANTS[row["variant"]])
-    return (row.get("lr") == variant_config(args, row["seed"], changes).lr and row.get("train", {}) == changes
+    return (row.get("lr") == variant_config(args, row["seed"], changes, options).lr and row.get("train", {}) == changes
             and row.get("options") == default_options("sdpt", options))
 
 
@@ -90,7 +95,7 @@ def run(args) -> list[dict]:
                 if done is not None and is_current(done, args):
                     continue
                 options, changes = split_variant(VARIANTS[variant])
-                config = variant_config(args, seed, changes)
+                config = variant_config(args, seed, changes, options)
                 if deadline is not None and time.monotonic() > deadline:
                     logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                     return rows_of(log, args)

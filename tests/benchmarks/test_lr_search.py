@@ -52,3 +52,26 @@ def test_a_draw_that_takes_the_whole_pool_leaves_no_validation_and_says_so(tmp_p
     with pytest.raises(ValueError, match="raise --pool-images"):
         validation_split(pool, train, 20, 0)
     assert len(validation_split(pool, k_shot(pool, 1, 0), 20, 0)) >= 1
+
+
+def test_sdpt_injections_are_searched_as_entries_of_their_own(detector):
+    """`sdpt:paper` builds SDPT with the paper's injection, is chosen like a method, and the ablation's variant of that
+    injection tunes at the entry's chosen rate (not at the default injection's)."""
+    import argparse
+
+    from benchmarks.lr_search import ENTRIES, build_entry, injection_entry
+    from benchmarks.sdpt_ablation import VARIANTS, split_variant, variant_config
+
+    assert "sdpt:paper" in ENTRIES and "sdpt:shared_gate" in ENTRIES
+    assert build_entry("sdpt:paper", detector).config.injection == "paper"
+    assert build_entry("sdpt", detector).config.injection != "paper"
+    rows = rows_for("sdpt:paper", {lr: -abs(lr - 2e-2) for lr in PROMPT_GRID})
+    assert choose(rows, TASKS)["sdpt:paper"] == 2e-2
+
+    args = argparse.Namespace(steps=3, batch_size=1, lrs={"sdpt": 0.1, "sdpt:paper": 0.02})
+    paper = split_variant(VARIANTS["injection: appended, ungated (the paper's form)"])
+    gate = split_variant(VARIANTS["injection: shared-softmax gate (the previous default)"])
+    assert injection_entry("sdpt", paper[0]) == "sdpt:paper"
+    assert variant_config(args, 0, paper[1], paper[0]).lr == 0.02
+    assert variant_config(args, 0, gate[1], gate[0]).lr == 0.1  # no choice for that entry yet: SDPT's rate
+    assert variant_config(args, 0, {}, {}).lr == 0.1
