@@ -23,8 +23,9 @@ def _with_unlabelled(shapes_set):
 def test_tune_routes_and_evaluates_on_glip(glip_detector, shapes_set):
     dataset = _with_unlabelled(shapes_set)
     prompt = build_method("sdpt", glip_detector, {"num_tokens": 4}, seed=0)
-    result = tune(glip_detector, dataset, prompt, TrainConfig(steps=6, batch_size=2, lr=0.05, validate_every=3),
-                  validation=dataset)
+    # the teacher is off by default (chosen on validation draws); on here, so the GLIP host's teacher is exercised
+    config = TrainConfig(steps=6, batch_size=2, lr=0.05, validate_every=3, distill_weight=10.0)
+    result = tune(glip_detector, dataset, prompt, config, validation=dataset)
     assert len(result.history) == 6 and all(np.isfinite(s.loss) for s in result.history)
     assert "distill" in result.history[0].parts  # the unlabelled class is held to the cached teacher
     assert result.best_step in (0, 3, 6)
