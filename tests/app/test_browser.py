@@ -85,22 +85,3 @@ def first_use(app, page, tmp_path, prefix: str):
     page.locator("#zero-shot-cam img").wait_for()
     page.locator("#prompted-cam img").wait_for()
     shot(page, prefix + "06-cam")
-    if not prefix:
-        switch_to_an_empty_project(page)
-
-
-def switch_to_an_empty_project(page):
-    """Gradio ignores value=None in an update, so switching to a project without prompts or images left the pickers
-    on the previous project's ids while their choices emptied; the next Compare then failed inside gradio ('Value:
-    1 is not in the list of choices: []') instead of saying what to do."""
-    page.get_by_role("tab", name="1 · Project").click()
-    page.locator("#new-project textarea, #new-project input").first.fill("Empty")
-    page.locator("#create-project").click()
-    wait_for_status(page, "created project 'Empty'")
-    page.get_by_role("tab", name="4 · Compare and explain").click()
-    wait_for_idle(page)
-    page.locator("#compare").click()
-    wait_for_status(page, "no prompt to compare yet")
-    page.locator("#explain").click()
-    wait_for_status(page, "no prompt yet")
-    shot(page, "07-empty-project-compare")
