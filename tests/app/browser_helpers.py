@@ -33,23 +33,24 @@ def wait_for_status(page, text: str) -> None:
                              "(test-artifacts/failed-wait.png)")
 
 
-def wait_for_idle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until no gradio event is pending on the page: every status tracker (the spinner over a component whose
-    update is on its way) is hidden. Drawing on the annotator while an older update is still on its way loses the
-    box when that update lands (a CI-like run under load saved 0 boxes that way).
+# status trackers: the spinner over a component whose update is on its way (hidden when none is)
+TRACKERS = "[...document.querySelectorAll('.wrap.default, .wrap.center')].filter(t => !t.classList.contains('hide'))"
 
-    120 s, not 60: a fresh clone's CI run once timed out at 60 s right after the first image upload on the GLIP app
-    (the annotator's component files were still being served); on a timeout the page is kept as a screenshot and the
-    spinners still showing are named, so the next failure says what was pending."""
+
+def wait_for_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until no gradio event is pending on the page: every status tracker is hidden. Drawing on the annotator
+    while an older update is still on its way loses the box when that update lands (a CI-like run under load saved 0
+    boxes that way).
+
+    On a timeout the page is kept as a screenshot and the components whose spinners still show are named: a CI run
+    timed out here at 60 s with no clue; the names showed a loop of project refreshes (closing note of 2026-12-07)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        page.wait_for_function("""() => ![...document.querySelectorAll('.wrap.default, .wrap.center')]
-            .some(tracker => !tracker.classList.contains('hide'))""", timeout=timeout_ms)
+        page.wait_for_function(f"() => {TRACKERS}.length === 0", timeout=timeout_ms)
     except PlaywrightTimeout:
         shot(page, "failed-idle")
-        pending = page.evaluate("""() => [...document.querySelectorAll('.wrap.default, .wrap.center')]
-            .filter(tracker => !tracker.classList.contains('hide'))
-            .map(tracker => (tracker.closest('[id]') || {}).id || tracker.parentElement?.className || '?')""")
+        pending = page.evaluate(f"() => {TRACKERS}.map(t => (t.closest('[id]') || {{}}).id "
+                                "|| t.parentElement?.className || '?')")
         raise AssertionError(f"the page was still busy after {timeout_ms / 1000:.0f} s; spinners showing in: "
                              f"{pending} (test-artifacts/failed-idle.png)")
