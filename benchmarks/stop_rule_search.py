@@ -16,6 +16,8 @@ images of the task from a seed of their own, neither pool nor test. Each rule is
 and with no class promoted to the prompt that had no training box (`no 0-box promotion`). The variant with the best
 mean selection mAP over tasks, shots and draws wins; the script prints it with every variant's mean (overall,
 withheld and kept classes).
+`--method` and `--teacher` run the same protocol for another method (at its chosen lr) or teacher weight, for a
+choice per method; their rows carry `variant` = "<method>, teacher <w>" and are logged apart from the default's.
 Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
 """
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sdpt.config import TrainConfig
 from sdpt.detector import load_detector
 from sdpt.early_stopping import EarlyStopping
 from sdpt.evaluate import evaluate, evaluate_routes
-from sdpt.methods import DEFAULT_METHOD, build_method
+from sdpt.methods import DEFAULT_METHOD, METHODS, build_method
 from sdpt.routing import PROMPTED, ZERO_SHOT, choose_routes
 from sdpt.train import tune
 
@@ -57,15 +59,21 @@ def picked_step(rule: str, scores: list[tuple[int, float]], steps: int, every: i
     return EarlyStopping(None, every, RULES[rule], scores=list(scores)).best_step
 
 
+def run_name(method: str, teacher: float) -> str:
+    """The log's `variant` for a method and teacher weight: empty for the setting the rule was chosen under, so the
+    rows logged before these options existed still count."""
+    return "" if (method, teacher) == (DEFAULT_METHOD, TEACHER_WEIGHT) else f"{method}, teacher {teacher:g}"
+
+
 def measure(detector, task: str, pool, selection, shots: int, seed: int, lr: float, steps: int, batch: int,
-            fraction: float) -> list[dict]:
+            fraction: float, method: str = DEFAULT_METHOD, teacher: float = TEACHER_WEIGHT) -> list[dict]:
     """One tune of the draw; one row per rule, scored on the selection images."""
     withheld = withheld_names(pool.class_names, fraction, seed)
     train, validation = draw(pool, shots, seed, withheld)
-    # the teacher at 10, the default when the rule was chosen: the logged rows measured it, and
-    # benchmarks.teacher_weight_search reuses this protocol's draws to compare weights
-    config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr, distill_weight=TEACHER_WEIGHT)
-    prompt = build_method(DEFAULT_METHOD, detector, seed=seed)
+    # the teacher at 10 unless asked: the default when the rule was chosen, which the logged rows measured
+    # (benchmarks.teacher_weight_search reuses this protocol's draws to compare weights)
+    config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr, distill_weight=teacher)
+    prompt = build_method(method, detector, seed=seed)
     states: dict[int, dict] = {}
 
     def keep_state(info) -> None:  # the prompt after step `info.step`, where early stopping scores it
@@ -98,7 +106,8 @@ def measure(detector, task: str, pool, selection, shots: int, seed: int, lr: flo
             prompt.routing = box_routes
         variants = {rule: scored, f"{rule}, {NO_PROMOTION}": zero_shot if step == 0 else unpromoted}
         for name, metrics in variants.items():
-            rows.append({"task": task, "method": name, "shots": shots, "seed": seed, "lr": lr, "kept_step": step,
+            rows.append({"task": task, "method": name, "variant": run_name(method, teacher), "prompt": method,
+                         "teacher": teacher, "shots": shots, "seed": seed, "lr": lr, "kept_step": step,
                          "validation": result.validation, "seconds": seconds, "map": metrics["map"],
                          "withheld_map": class_means(metrics["per_class"], withheld),
                          "kept_map": class_means(metrics["per_class"], kept),
@@ -146,6 +155,8 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lrs", type=Path, default=LR_CHOICE)
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines log; rows already there are kept")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
+                        help="the method tuned on every draw, at its chosen lr (a choice per method)")
 
 
 def protocol_log(args) -> ResultsLog:
@@ -165,12 +176,16 @@ def selection_set(root: Path, task: str, count: int):
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_protocol_arguments(parser)
+    parser.add_argument("--teacher", type=float, default=TEACHER_WEIGHT,
+                        help=f"the zero-shot teacher's weight while tuning (default {TEACHER_WEIGHT:g}, as the rule "
+                             "was chosen under; the product's default is TrainConfig.distill_weight)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     detector = load_detector(args.model)
     log = protocol_log(args)
-    lr = learning_rates(args.lrs).get(DEFAULT_METHOD)
+    lr = learning_rates(args.lrs).get(args.method)
+    variant = run_name(args.method, args.teacher)
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         for task in args.tasks:
@@ -178,15 +193,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             selection = selection_set(root, task, args.selection_images)
             for shots in args.shots:
                 for seed in args.seeds:
-                    if all(log.get(task=task, method=f"{rule}, {NO_PROMOTION}", shots=shots, seed=seed) is not None
-                           for rule in RULES):
+                    if all(log.get(task=task, method=f"{rule}, {NO_PROMOTION}", shots=shots, seed=seed,
+                                   variant=variant) is not None for rule in RULES):
                         continue
                     for row in measure(detector, task, pool, selection, shots, seed, lr, args.steps,
-                                       args.batch_size, args.withheld):
+                                       args.batch_size, args.withheld, args.method, args.teacher):
                         log.add(row)
                         logger.info("%s", {k: v for k, v in row.items() if k not in ("setting", "validation")})
     rows = [r for r in log.rows.values() if r["task"] in args.tasks and r["shots"] in args.shots
-            and r["seed"] in args.seeds]
+            and r["seed"] in args.seeds and r.get("variant", "") == variant]
     text, best = summary(rows)
     print(text)
     print(f"\nchosen on the selection images: {best}")

@@ -12,6 +12,7 @@ the default method at its chosen lr and every weight of the grid, exactly as the
 the draw's 20 validation images, routes chosen on them), and scored on **selection images**: 60 images of the task
 from a seed of their own, neither pool nor test. The weight with the best mean selection mAP over tasks, shots and
 draws wins; while the winner sits at the top of the grid, the grid grows by the next value of its ladder.
+`--method` runs the same search for another method (at its chosen lr), its rows logged apart from the default's.
 Rows go to a JSON-lines log as they finish; a later run skips what the log already has.
 """
 from __future__ import annotations
@@ -41,12 +42,12 @@ LADDER = [1000.0]
 
 
 def measure(detector, task: str, pool, selection, shots: int, seed: int, lr: float, weight: float, steps: int,
-            batch: int, fraction: float) -> dict:
+            batch: int, fraction: float, method: str = DEFAULT_METHOD) -> dict:
     """One tune of the draw at teacher weight `weight`, as the product tunes; scored on the selection images."""
     withheld = withheld_names(pool.class_names, fraction, seed)
     train, validation = draw(pool, shots, seed, withheld)
     config = TrainConfig(steps=steps, batch_size=batch, seed=seed, lr=lr, distill_weight=weight)
-    prompt = build_method(DEFAULT_METHOD, detector, seed=seed)
+    prompt = build_method(method, detector, seed=seed)
     start = time.perf_counter()
     result = tune(detector, train, prompt, config, validation=validation)
     report = evaluate_routes(detector, validation, prompt)
@@ -55,7 +56,9 @@ def measure(detector, task: str, pool, selection, shots: int, seed: int, lr: flo
     seconds = time.perf_counter() - start
     scored = evaluate(detector, selection, prompt)
     kept = [n for n in selection.class_names if n not in withheld]
-    return {"task": task, "method": f"teacher {weight:g}", "weight": weight, "shots": shots, "seed": seed, "lr": lr,
+    # `variant` (part of the log's key) names a method other than the default, so each method's rows stay apart
+    return {"task": task, "method": f"teacher {weight:g}", "variant": "" if method == DEFAULT_METHOD else method,
+            "prompt": method, "weight": weight, "shots": shots, "seed": seed, "lr": lr,
             "kept_step": result.best_step, "seconds": seconds, "map": scored["map"],
             "withheld_map": class_means(scored["per_class"], withheld), "kept_map": class_means(scored["per_class"], kept),
             "routes": {name: entry.route for name, entry in prompt.routing.classes.items()}}
@@ -111,12 +114,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     detector = load_detector(args.model)
     log = protocol_log(args)
-    lr = learning_rates(args.lrs).get(DEFAULT_METHOD)
+    lr = learning_rates(args.lrs).get(args.method)
+    variant = "" if args.method == DEFAULT_METHOD else args.method
     draws = len(args.tasks) * len(args.shots) * len(args.seeds)
 
     def ours() -> list[dict]:
         return [r for r in log.rows.values() if r["task"] in args.tasks and r["shots"] in args.shots
-                and r["seed"] in args.seeds]
+                and r["seed"] in args.seeds and r.get("variant", "") == variant]
 
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -132,10 +136,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for task in args.tasks:
                     for shots in args.shots:
                         for weight in grid:
-                            if log.get(task=task, method=f"teacher {weight:g}", shots=shots, seed=seed) is not None:
+                            if log.get(task=task, method=f"teacher {weight:g}", shots=shots, seed=seed,
+                                       variant=variant) is not None:
                                 continue
                             row = measure(detector, task, pools[task], selections[task], shots, seed, lr, weight,
-                                          args.steps, args.batch_size, args.withheld)
+                                          args.steps, args.batch_size, args.withheld, args.method)
                             log.add(row)
                             logger.info("%s", {k: v for k, v in row.items() if k not in ("setting", "routes")})
     text, best = summary(ours(), grid)

@@ -27,3 +27,21 @@ def test_a_short_search_scores_every_rule_on_the_selection_images(tmp_path):
         if row["method"].endswith(NO_PROMOTION):
             assert row["withheld_map"] == row["zero_shot_withheld_map"]  # nothing without boxes was promoted
     assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_another_method_and_teacher_are_logged_apart_from_the_default(tmp_path):
+    """A per-method search (`--method`, `--teacher`) shares the log file but neither reuses nor hides the default's
+    rows: each run resumes only from its own."""
+    common = ["--model", "tiny-random", "--tasks", "new_word", "--shots", "1", "--seeds", "100", "--steps", "2",
+              "--pool-images", "12", "--selection-images", "4", "--results", str(tmp_path / "rows.jsonl")]
+    default = main(common)
+    text = main([*common, "--method", "text", "--teacher", "0"])
+    assert {row["variant"] for row in default} == {""} and {row["prompt"] for row in default} == {"sdpt"}
+    assert {row["variant"] for row in text} == {"text, teacher 0"}
+    assert {(row["prompt"], row["teacher"]) for row in text} == {("text", 0.0)}
+    assert len(text) == len(default) == 2 * len(RULES)
+    lines = (tmp_path / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == 4 * len(RULES)
+    again = main([*common, "--method", "text", "--teacher", "0"])  # resumed from the log: nothing re-run
+    assert sorted((r["method"], r["map"]) for r in again) == sorted((r["method"], r["map"]) for r in text)
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == len(lines)

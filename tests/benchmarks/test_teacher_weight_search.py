@@ -28,3 +28,15 @@ def test_a_short_search_tunes_every_weight_on_the_same_draw(tmp_path, caplog):
     assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 2
     again = main(argv)  # resumed: nothing is tuned twice
     assert len(again) == 2 and len((tmp_path / "rows.jsonl").read_text().splitlines()) == 2
+
+
+def test_another_method_has_rows_of_its_own(tmp_path):
+    """`--method` searches the weight for another method; its rows do not count for the default's."""
+    argv = ["--model", "tiny-random", "--tasks", "new_word", "--shots", "1", "--seeds", "100", "--steps", "2",
+            "--pool-images", "12", "--selection-images", "4", "--weights", "0",
+            "--results", str(tmp_path / "rows.jsonl")]
+    text = main([*argv, "--method", "text"])
+    assert [(r["prompt"], r["variant"]) for r in text] == [("text", "text")]
+    default = main(argv)
+    assert [(r["prompt"], r["variant"]) for r in default] == [("sdpt", "")]
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 2
