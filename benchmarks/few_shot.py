@@ -37,6 +37,10 @@ from sdpt.synthetic.grounding import PRETRAIN, TASKS, write_coco
 
 logger = logging.getLogger("benchmarks.few_shot")
 METHODS = ["sdpt", "text", "visual", "dual", "upt", "dpt", "fusion", "full"]
+# SDPT's other injections, as entries of their own (the GLIP table compares the injections at their own rates): the
+# name in --methods, in lr_choice.json and in a row's "method" -> (method, its options).
+INJECTIONS = {f"sdpt:{name}": ("sdpt", {"injection": name}) for name in ("paper", "shared_gate")}
+ENTRIES = METHODS + list(INJECTIONS)
 LR_CHOICE = Path(__file__).resolve().parent / "results" / "lr_choice.json"
 
 
@@ -207,11 +211,19 @@ def default_options(method: str, changes: dict | None = None) -> dict:
     return to_dict(from_dict(CLASSES[method].config_class, changes or {}))
 
 
-def train_config(args, method: str, seed: int) -> TrainConfig:
-    """The protocol's tuning config, at the method's chosen learning rate (else its class's `default_lr`)."""
+def entry_method(entry: str) -> tuple[str, dict]:
+    """(method, options) of an entry of the table: a method at its defaults, or SDPT with another injection."""
+    method, options = INJECTIONS.get(entry, (entry, {}))
+    return method, dict(options)
+
+
+def train_config(args, entry: str, seed: int) -> TrainConfig:
+    """The protocol's tuning config, at the entry's chosen learning rate (an injection without one: SDPT's; else the
+    method class's `default_lr`)."""
     from sdpt.methods import METHODS as CLASSES
 
-    lr = args.lrs.get(method, CLASSES[method].default_lr)
+    method, _ = entry_method(entry)
+    lr = args.lrs.get(entry, args.lrs.get(method, CLASSES[method].default_lr))
     return TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed, lr=lr)
 
 
@@ -231,18 +243,20 @@ def run(args) -> list[dict]:
         for seed in args.seeds:
             for task in args.tasks:
                 for shots in args.shots:
-                    for method in args.methods:
-                        config = train_config(args, method, seed)
-                        done = log.get(task=task, method=method, shots=shots, seed=seed)
-                        # a row counts while the method's lr and default options are those it was measured with
+                    for entry in args.methods:
+                        config = train_config(args, entry, seed)
+                        done = log.get(task=task, method=entry, shots=shots, seed=seed)
+                        # a row counts while the entry's lr and default options are those it was measured with
                         # (rows from before options were logged count for their lr alone)
-                        options = default_options(method)
+                        method, changes = entry_method(entry)
+                        options = default_options(method, changes)
                         if done is not None and done.get("lr") == config.lr and done.get("options", options) == options:
                             continue
                         if deadline is not None and time.monotonic() > deadline:
                             logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                             return selected(log, args)
-                        row = log.add(measure(detector, data[task], method, shots, seed, config))
+                        row = log.add({**measure(detector, data[task], method, shots, seed, config, changes),
+                                       "method": entry})
                         logger.info("%s", {k: v for k, v in row.items() if k != "setting"})
     return selected(log, args)
 
@@ -252,7 +266,7 @@ def selected(log: ResultsLog, args) -> list[dict]:
     rows = [r for r in log.rows.values() if r["task"] in args.tasks and not r.get("variant")
             and (r["method"] == "zero-shot" or (r["method"] in args.methods and r["shots"] in args.shots
                                                  and r["seed"] in args.seeds))]
-    order = {m: k for k, m in enumerate(["zero-shot"] + METHODS)}
+    order = {m: k for k, m in enumerate(["zero-shot"] + ENTRIES)}
     return sorted(rows, key=lambda r: (args.tasks.index(r["task"]), r["shots"], order[r["method"]], r["seed"]))
 
 
@@ -352,7 +366,7 @@ def plot(rows: list[dict], path: Path) -> None:
         seeds = len({r["seed"] for r in task_rows if r["method"] != "zero-shot"})
         for row_index, (key, label) in enumerate(panels):
             axis = axes[row_index][column]
-            for method in [m for m in METHODS if any(r["method"] == m for r in task_rows)]:
+            for method in [m for m in ENTRIES if any(r["method"] == m for r in task_rows)]:
                 shots = sorted({r["shots"] for r in task_rows if r["method"] == method})
                 values = [[r[key] for r in task_rows if r["method"] == method and r["shots"] == k] for k in shots]
                 spreads = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
@@ -401,7 +415,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one task, 1 shot, 1 seed, 3 methods, few steps")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=ENTRIES,
+                        help="methods, and SDPT's other injections (sdpt:paper, sdpt:shared_gate) as entries of their own")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None,
@@ -411,7 +426,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.lrs = learning_rates(args.lrs)
     if args.quick:
         args.tasks, args.shots, args.seeds = args.tasks[:1], [1], [0]
-        args.methods = [m for m in args.methods if m in ("sdpt", "text", "full")]
+        args.methods = [m for m in args.methods if entry_method(m)[0] in ("sdpt", "text", "full")]
         quick_protocol(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = run(args)

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import (ResultsLog, add_protocol_arguments, k_shot, model_fingerprint, quick_protocol,
-                                 task_pool)
+from benchmarks.few_shot import (INJECTIONS, ResultsLog, add_protocol_arguments, entry_method, k_shot,
+                                 model_fingerprint, quick_protocol, task_pool)
 from sdpt.config import TrainConfig
 from sdpt.data import FewShotSet
 from sdpt.detector import load_detector
@@ -48,9 +48,7 @@ PROMPT_LADDER = [5e-1, 1.0]
 PROMPT_LADDER_DOWN = [1e-3, 2e-4]
 # The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
 METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
-# SDPT's other injections, each searched like a method of its own (the GLIP table compares the injections at their
-# own rates): the entry's name in lr_choice.json -> (method, its options).
-INJECTIONS = {f"sdpt:{name}": ("sdpt", {"injection": name}) for name in ("paper", "shared_gate")}
+# SDPT's other injections (few_shot.INJECTIONS) are searched like methods of their own, after the methods.
 ENTRIES = METHOD_ORDER + list(INJECTIONS)
 
 
@@ -62,7 +60,7 @@ def injection_entry(method: str, options: dict) -> str | None:
 
 def build_entry(entry: str, detector, seed: int = 0):
     """The prompt an entry of the search names: a method at its defaults, or SDPT with another injection."""
-    method, options = INJECTIONS.get(entry, (entry, {}))
+    method, options = entry_method(entry)
     return build_method(method, detector, options, seed=seed)
 
 

@@ -52,3 +52,23 @@ def test_summary_averages_seeds_per_shot_count_and_spans_the_forgetting_range():
     lines = summary(rows).splitlines()
     assert lines[2] == "| zero-shot | 0 | 0.250 | 0.700 |"
     assert lines[3] == "| sdpt | 10 | 0.300 / 0.500 | 0.600-0.700 |"
+
+
+def test_an_injection_is_an_entry_of_its_own_at_its_own_rate(tmp_path):
+    """`sdpt:paper` tunes SDPT with the paper's injection under a row of its own; without a chosen rate of its own it
+    tunes at SDPT's, and choosing one re-measures it alone."""
+    log, lrs = tmp_path / "rows.jsonl", tmp_path / "lr_choice.json"
+    lrs.write_text(json.dumps({"sdpt": 0.03}))
+    command = ["--model", "tiny-random", "--quick", "--methods", "sdpt", "sdpt:paper", "--lrs", str(lrs),
+               "--results", str(log)]
+    rows = {row["method"]: row for row in main(command)}
+    assert set(rows) == {"zero-shot", "sdpt", "sdpt:paper"}
+    assert rows["sdpt:paper"]["options"]["injection"] == "paper"
+    assert rows["sdpt"]["options"]["injection"] != "paper"
+    assert rows["sdpt:paper"]["lr"] == rows["sdpt"]["lr"] == 0.03
+
+    lrs.write_text(json.dumps({"sdpt": 0.03, "sdpt:paper": 0.01}))
+    measured = len(log.read_text().splitlines())
+    again = {row["method"]: row for row in main(command)}
+    assert len(log.read_text().splitlines()) == measured + 1  # only the paper's injection, at its new rate
+    assert again["sdpt:paper"]["lr"] == 0.01 and again["sdpt"] == rows["sdpt"]
