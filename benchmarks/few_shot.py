@@ -227,6 +227,16 @@ def train_config(args, entry: str, seed: int) -> TrainConfig:
     return TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed, lr=lr)
 
 
+def is_current(row: dict, args) -> bool:
+    """A row counts while its entry's lr and default options are those it was measured with (rows from before options
+    were logged count for their lr alone), so a new choice or default re-measures it instead of mixing bases."""
+    if row["method"] == "zero-shot":
+        return True
+    method, changes = entry_method(row["method"])
+    options = default_options(method, changes)
+    return row.get("lr") == train_config(args, row["method"], row["seed"]).lr and row.get("options", options) == options
+
+
 def run(args) -> list[dict]:
     """Every (seed, task, shots, method) not yet in the results log, seeds outermost so that a run stopped early
     still covers every cell once; stops starting new runs after --max-minutes."""
@@ -244,14 +254,11 @@ def run(args) -> list[dict]:
             for task in args.tasks:
                 for shots in args.shots:
                     for entry in args.methods:
-                        config = train_config(args, entry, seed)
                         done = log.get(task=task, method=entry, shots=shots, seed=seed)
-                        # a row counts while the entry's lr and default options are those it was measured with
-                        # (rows from before options were logged count for their lr alone)
-                        method, changes = entry_method(entry)
-                        options = default_options(method, changes)
-                        if done is not None and done.get("lr") == config.lr and done.get("options", options) == options:
+                        if done is not None and is_current(done, args):
                             continue
+                        config = train_config(args, entry, seed)
+                        method, changes = entry_method(entry)
                         if deadline is not None and time.monotonic() > deadline:
                             logger.info("time budget of %s minutes spent; run again to go on", args.max_minutes)
                             return selected(log, args)
@@ -262,10 +269,10 @@ def run(args) -> list[dict]:
 
 
 def selected(log: ResultsLog, args) -> list[dict]:
-    """The logged rows this invocation asked for, in table order."""
+    """The logged rows this invocation asked for and that are current, in table order."""
     rows = [r for r in log.rows.values() if r["task"] in args.tasks and not r.get("variant")
             and (r["method"] == "zero-shot" or (r["method"] in args.methods and r["shots"] in args.shots
-                                                 and r["seed"] in args.seeds))]
+                                                 and r["seed"] in args.seeds)) and is_current(r, args)]
     order = {m: k for k, m in enumerate(["zero-shot"] + ENTRIES)}
     return sorted(rows, key=lambda r: (args.tasks.index(r["task"]), r["shots"], order[r["method"]], r["seed"]))
 

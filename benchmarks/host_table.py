@@ -1,0 +1,85 @@
+"""The few-shot table on several hosts side by side: each entry's mean mAP per task and shot count on each host.
+
+    python -m benchmarks.host_table \
+        --host GLIP assets/glip-small benchmarks/results/glip_few_shot_rows.jsonl benchmarks/results/glip_lr_choice.json \
+        --host "Grounding DINO" assets/sdpt-small benchmarks/results/few_shot_rows.jsonl benchmarks/results/lr_choice.json \
+        --out benchmarks/results/hosts.md
+
+Each host's rows come from its own `benchmarks.few_shot` log and count as that benchmark counts them: measured under
+the same protocol and model file, at the rate its own lr search chose (`lr_choice.json`; an entry without one is left
+out) and at the method's current defaults. Stale rows are left out, not mixed in; a cell without rows shows "-" and one with fewer seeds says how many.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from pathlib import Path
+
+from benchmarks.few_shot import ENTRIES, ResultsLog, learning_rates, selected, setting_of
+from sdpt.synthetic.grounding import TASKS
+
+logger = logging.getLogger("benchmarks.host_table")
+
+
+def host_rows(model: str, results: Path, lrs: Path, steps: int = 200, batch_size: int = 4, pool_images: int = 80,
+              test_images: int = 60) -> tuple[list[dict], dict[str, float]]:
+    """The current rows of one host's few-shot log (every entry, task, shot count and seed) of the entries its own lr
+    search chose a rate for, and those rates."""
+    args = argparse.Namespace(model=model, steps=steps, batch_size=batch_size, pool_images=pool_images,
+                              test_images=test_images, lrs=learning_rates(lrs), tasks=list(TASKS), methods=ENTRIES,
+                              shots=[1, 5, 10], seeds=[0, 1, 2])
+    rows = selected(ResultsLog(results, setting_of(args)), args)
+    # An entry the host's search has not chosen a rate for would fall back to its class's default, a rate chosen on
+    # another host: such rows do not belong in a comparison of hosts.
+    return [r for r in rows if r["method"] == "zero-shot" or r["method"] in args.lrs], args.lrs
+
+
+def cell(rows: list[dict], seeds: int) -> str:
+    """Mean mAP (± sd over seeds), with the seed count where it falls short of the table's."""
+    if not rows:
+        return "-"
+    values = [r["map"] for r in rows]
+    text = f"{statistics.mean(values):.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
+    return text if len(values) >= seeds else f"{text} ({len(values)} of {seeds} seeds)"
+
+
+def side_by_side(hosts: dict[str, tuple[list[dict], dict[str, float]]], tasks: list[str] = TASKS,
+                 seeds: int = 3) -> str:
+    """One line per entry and shot count; per task, one column per host. The lr columns give each host's rate."""
+    names = list(hosts)
+    lines = ["| method | shots | " + " | ".join(f"{task}, {name}" for task in tasks for name in names) + " | "
+             + " | ".join(f"lr, {name}" for name in names) + " |",
+             "|---|---|" + "---|" * (len(tasks) * len(names) + len(names))]
+    entries = ["zero-shot"] + [e for e in ENTRIES if any(r["method"] == e for rows, _ in hosts.values() for r in rows)]
+    for entry in entries:
+        shot_counts = sorted({r["shots"] for rows, _ in hosts.values() for r in rows if r["method"] == entry})
+        for shots in shot_counts:
+            cells = [cell([r for r in hosts[name][0] if r["method"] == entry and r["shots"] == shots
+                           and r["task"] == task], 1 if entry == "zero-shot" else seeds)
+                     for task in tasks for name in names]
+            rates = ["-" if entry == "zero-shot" else f"{hosts[name][1][entry]:g}" if entry in hosts[name][1] else "-"
+                     for name in names]
+            lines.append(f"| {entry} | {shots} | " + " | ".join(cells) + " | " + " | ".join(rates) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", nargs=4, action="append", required=True,
+                        metavar=("NAME", "MODEL", "RESULTS", "LR_CHOICE"),
+                        help="a host's name in the table, its model, its few-shot log and its lr_choice.json")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    hosts = {name: host_rows(model, Path(results), Path(lrs)) for name, model, results, lrs in args.host}
+    text = side_by_side(hosts)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return text
+
+
+if __name__ == "__main__":
+    main()
