@@ -8,12 +8,8 @@ import torch
 
 from sdpt.detector.glip.backbone import GlipBackbone, GlipBackboneConfig
 from sdpt.detector.glip.fpn import FPN
-from sdpt.detector.glip.swin import (
-    SwinTransformer,
-    relative_position_index,
-    swin_from_transformers,
-    swin_to_transformers,
-)
+from sdpt.detector.glip.swin import SwinTransformer, relative_position_index
+from sdpt.detector.glip.swin_names import swin_from_transformers, swin_to_transformers
 
 REFERENCE = Path(__file__).with_name("fixtures") / "glip_t_expected_keys.txt"  # a copy of the team's list
 PREFIX = "module.backbone."
