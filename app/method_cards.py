@@ -1,8 +1,10 @@
 """What the Tune tab says of each method, in one line: what trains, how many parameters, and what the few-shot
 benchmark measured for it (mAP gain over zero-shot and forgetting of other class names).
 
-The figures come from `benchmarks/results/method_card.json`, which `python -m benchmarks.few_shot --out
-benchmarks/results` writes; without that file the lines carry no figures.
+The figures come from one card per host, which `python -m benchmarks.few_shot --out DIR` writes to DIR/method_card.json:
+the small Grounding DINO's in `benchmarks/results/`, the small GLIP's in `benchmarks/results/glip/`. The app shows the
+card of the loaded model's host only: another host's parameter counts and gains are not true of this model. Without a
+card for the host the lines carry no figures.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-CARD_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "method_card.json"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+CARD_FILES = {"grounding_dino": RESULTS / "method_card.json", "glip": RESULTS / "glip" / "method_card.json"}
 
 WHAT_TRAINS = {
     "sdpt": "SDPT: prototype tokens shared by both streams of the fusion attention",
@@ -27,8 +30,8 @@ WHAT_TRAINS = {
 }
 
 
-@lru_cache(maxsize=1)
-def benchmark_card(path: Path = CARD_FILE) -> dict:
+@lru_cache(maxsize=4)
+def benchmark_card(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -38,21 +41,27 @@ def benchmark_card(path: Path = CARD_FILE) -> dict:
         return {}
 
 
-def method_line(name: str, default: str, card: dict | None = None) -> str:
+def card_for(host: str, files: dict[str, Path] = CARD_FILES) -> dict:
+    """The benchmark card measured on `host` (a card that says another host, or none, is not shown)."""
+    path = files.get(host)
+    card = benchmark_card(path) if path is not None else {}
+    return card if card.get("host") == host else {}
+
+
+def method_line(name: str, default: str, card: dict) -> str:
     """e.g. "sdpt (default) · SDPT: ... · 5,124 parameters (0.019%) · +0.10 mAP at 10 shots · other class names
-    mAP50 0.72 -> 0.15 (small-model benchmark)"."""
-    card = benchmark_card() if card is None else card
+    mAP50 0.72 -> 0.15 (benchmark on assets/sdpt-small)"."""
     parts = [f"{name} (default)" if name == default else name, WHAT_TRAINS.get(name, name)]
     figures = card.get("methods", {}).get(name)
     if figures:
         parts += [f"{figures['trainable']:,} parameters ({figures['percent']:.3g}%)",
                   f"{figures['gain']:+.3f} mAP at {card['shots']} shots",
                   f"other class names mAP50 {figures['pretrain_map50_before']:.2f} -> "
-                  f"{figures['pretrain_map50_after']:.2f} (small-model benchmark)"]
+                  f"{figures['pretrain_map50_after']:.2f} (benchmark on {card['model'].split('@')[0]})"]
     return " · ".join(parts)
 
 
-def method_choices(names: list[str], default: str) -> list[tuple[str, str]]:
+def method_choices(names: list[str], default: str, card: dict) -> list[tuple[str, str]]:
     """(label, value) pairs for the method dropdown, the default first."""
     ordered = [default] + [n for n in names if n != default]
-    return [(method_line(name, default), name) for name in ordered]
+    return [(method_line(name, default, card), name) for name in ordered]

@@ -241,6 +241,7 @@ def run(args) -> list[dict]:
     """Every (seed, task, shots, method) not yet in the results log, seeds outermost so that a run stopped early
     still covers every cell once; stops starting new runs after --max-minutes."""
     detector = load_detector(args.model)
+    args.host = detector.host  # the method card says which host its figures are true of
     log = ResultsLog(args.results, setting_of(args))
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes is not None else None
     with tempfile.TemporaryDirectory() as root:
@@ -331,13 +332,13 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def method_card(rows: list[dict], model: str) -> dict:
+def method_card(rows: list[dict], model: str, host: str) -> dict:
     """Per method, what the app's Tune tab says of it: trainable parameters and share, the mean mAP gain over
     zero-shot at the largest shot count (mean over each task's seeds, then over tasks), and the pre-training concepts' mean mAP@.5
     after tuning against before (forgetting)."""
     zero = {r["task"]: r for r in rows if r["method"] == "zero-shot"}
     shots = max((r["shots"] for r in rows if r["method"] != "zero-shot"), default=0)
-    card = {"model": model, "shots": shots, "methods": {}}
+    card = {"model": model, "host": host, "shots": shots, "methods": {}}
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method and r["shots"] == shots and r["task"] in zero]
         if not mine:
@@ -443,8 +444,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "table.md").write_text(text + "\n")
         (args.out / "summary.md").write_text(summary(rows) + "\n")
-        (args.out / "method_card.json").write_text(json.dumps(method_card(rows, model_fingerprint(args.model)),
-                                                              indent=2) + "\n")
+        card = method_card(rows, model_fingerprint(args.model), args.host)
+        (args.out / "method_card.json").write_text(json.dumps(card, indent=2) + "\n")
         plot(rows, args.out / "map_vs_shots.png")
     return rows
 

@@ -115,7 +115,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             review_tab.build_review_tab(ctx, project, status)
             with gr.Tab("3 · Tune", id="tune"):
                 with gr.Row():
-                    method = gr.Dropdown(label="Method", choices=tuning.method_choices(), value=DEFAULT_METHOD)
+                    method = gr.Dropdown(label="Method", choices=tuning.method_choices(ctx.models.detector.host),
+                                         value=DEFAULT_METHOD)
                     steps = gr.Number(label="Steps", value=DEFAULT_STEPS, precision=0, minimum=1, maximum=100000,
                                       elem_id="steps")
                     warm = gr.Checkbox(label="Continue from the latest prompt (with all confirmed boxes)", value=False,

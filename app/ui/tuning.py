@@ -6,11 +6,12 @@ from app.context import AppContext
 from app.settings import DEFAULT_METHOD
 from app.ui.messages import from_error, ok, problem
 
-def method_choices() -> list[tuple[str, str]]:
-    """One line per method with the few-shot benchmark's figures (app/method_cards.py), the default first."""
+def method_choices(host: str) -> list[tuple[str, str]]:
+    """One line per method with the few-shot benchmark's figures on the loaded model's host (app/method_cards.py), the
+    default first."""
     from sdpt.methods import METHODS
 
-    return method_cards.method_choices(list(METHODS), DEFAULT_METHOD)
+    return method_cards.method_choices(list(METHODS), DEFAULT_METHOD, method_cards.card_for(host))
 
 
 def start_tuning(ctx: AppContext, project_id: int | None, method: str, steps: float | None,
