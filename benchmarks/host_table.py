@@ -16,7 +16,8 @@ import logging
 import statistics
 from pathlib import Path
 
-from benchmarks.few_shot import ENTRIES, ResultsLog, learning_rates, selected, setting_of
+from benchmarks.entries import ENTRIES
+from benchmarks.few_shot import ResultsLog, learning_rates, selected, setting_of
 from sdpt.synthetic.grounding import TASKS
 
 logger = logging.getLogger("benchmarks.host_table")

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.few_shot import (INJECTIONS, ResultsLog, add_protocol_arguments, entry_method, k_shot,
-                                 model_fingerprint, quick_protocol, task_pool)
+from benchmarks.entries import INJECTIONS, entry_method
+from benchmarks.few_shot import ResultsLog, add_protocol_arguments, k_shot, model_fingerprint, quick_protocol, task_pool
 from sdpt.config import TrainConfig
 from sdpt.data import FewShotSet
 from sdpt.detector import load_detector
@@ -48,7 +48,7 @@ PROMPT_LADDER = [5e-1, 1.0]
 PROMPT_LADDER_DOWN = [1e-3, 2e-4]
 # The order runs are done in: the default method and its strongest rivals first, so a stopped run has those.
 METHOD_ORDER = ["sdpt", "text", "full", "fusion", "dual", "visual", "upt", "dpt"]
-# SDPT's other injections (few_shot.INJECTIONS) are searched like methods of their own, after the methods.
+# SDPT's other injections (entries.INJECTIONS) are searched like methods of their own, after the methods.
 ENTRIES = METHOD_ORDER + list(INJECTIONS)
 
 

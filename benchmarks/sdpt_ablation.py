@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from benchmarks.few_shot import (ResultsLog, TaskData, add_protocol_arguments, default_options, learning_rates,
-                                 mean_spread, measure, quality_cells, quick_protocol, setting_of, train_config,
-                                 zero_shot)
+                                 measure, quick_protocol, setting_of, train_config, zero_shot)
+from benchmarks.few_shot_report import mean_spread, quality_cells
 from benchmarks.lr_search import injection_entry
 from sdpt.data import load_coco
 from sdpt.detector import load_detector

@@ -2,7 +2,8 @@
 results log instead of measuring a row twice."""
 import json
 
-from benchmarks.few_shot import main, summary, table
+from benchmarks.few_shot import main
+from benchmarks.few_shot_report import summary, table
 
 
 def test_quick_mode_reports_every_method_and_resumes_from_its_log(tmp_path):

@@ -1,5 +1,5 @@
 """The Tune tab's figures: each task weighs the same in a method's gain, however many seeds it has."""
-from benchmarks.few_shot import method_card
+from benchmarks.few_shot_report import method_card
 
 
 def row(task, method, seed, value, after=0.5):
