@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import random
 import statistics
