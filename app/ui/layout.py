@@ -12,16 +12,8 @@ from app.settings import DEFAULT_METHOD, DEFAULT_STEPS
 from app.ui import api, compare, evaluation, exchange_tab, labelling, learning_curve, loop_api, projects, review_tab, \
     tuning
 from app.ui.page_text import EXPOSED_WARNING, INTRO, LABEL_HELP
+from app.ui.project_view import refresh_compare, refresh_project, signed_in_line
 from app.ui.signed_in import signed_in
-
-
-def signed_in_line(ctx: AppContext) -> str:
-    user = ctx.signed_in_user()
-    if ctx.settings.sign_in == "none":
-        return ""
-    if user is None:
-        return "Not signed in: sign in to see your projects."
-    return f"Signed in as **{user.name}**"
 
 
 def _loss_frame(points: list[list]) -> pd.DataFrame:
@@ -199,28 +191,6 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         loop_api.register(ctx)
 
         # ---- wiring: project level ----
-        def refresh_project(ctx, project_id, image_id=None):
-            labels, colours = projects.labels_and_colours(ctx, project_id)
-            images = labelling.image_choices(ctx, project_id)
-            ids = [value for _, value in images]
-            chosen = image_id if image_id in ids else (ids[0] if ids else None)
-            jobs = tuning.job_choices(ctx, project_id)
-            return (projects.class_rows(ctx, project_id), gr.Dropdown(choices=projects.class_choices(ctx, project_id),
-                                                                      value=None),
-                    image_annotator(label_list=labels, label_colors=colours),
-                    gr.Dropdown(choices=images, value=chosen),
-                    gr.Dropdown(choices=jobs, value=jobs[0][1] if jobs else None),
-                    projects.sharing_summary(ctx, project_id), *refresh_compare(ctx, project_id))
-
-        def refresh_compare(ctx, project_id, image_id=None):
-            prompts = compare.prompt_choices(ctx, project_id)
-            images = labelling.image_choices(ctx, project_id)
-            ids = [value for _, value in images]
-            labels, _ = projects.labels_and_colours(ctx, project_id)
-            return (gr.Dropdown(choices=prompts, value=prompts[0][1] if prompts else None),
-                    gr.Dropdown(choices=images, value=image_id if image_id in ids else (ids[0] if ids else None)),
-                    gr.Dropdown(choices=labels, value=labels[0] if labels else None))
-
         compare_outputs = [prompt_pick, compare_image, cam_class]
         project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick, sharing, *compare_outputs]
         project.change(signed_in(ctx, refresh_project), [project], project_outputs)
