@@ -17,19 +17,21 @@ import statistics
 from pathlib import Path
 
 from benchmarks.entries import ENTRIES
-from benchmarks.few_shot import ResultsLog, learning_rates, selected, setting_of
+from benchmarks.few_shot import ResultsLog, add_protocol_arguments, learning_rates, selected, setting_of
 from sdpt.synthetic.grounding import TASKS
 
 logger = logging.getLogger("benchmarks.host_table")
 
 
-def host_rows(model: str, results: Path, lrs: Path, steps: int = 200, batch_size: int = 4, pool_images: int = 80,
-              test_images: int = 60) -> tuple[list[dict], dict[str, float]]:
+def host_rows(model: str, results: Path, lrs: Path) -> tuple[list[dict], dict[str, float]]:
     """The current rows of one host's few-shot log (every entry, task, shot count and seed) of the entries its own lr
     search chose a rate for, and those rates."""
-    args = argparse.Namespace(model=model, steps=steps, batch_size=batch_size, pool_images=pool_images,
-                              test_images=test_images, lrs=learning_rates(lrs), tasks=list(TASKS), methods=ENTRIES,
-                              shots=[1, 5, 10], seeds=[0, 1, 2])
+    # the protocol (steps, batch, image counts) at the few-shot benchmark's own defaults, so a row's setting matches
+    parser = argparse.ArgumentParser()
+    add_protocol_arguments(parser)
+    args = parser.parse_args(["--model", model, "--results", str(results), "--lrs", str(lrs)])
+    args.lrs = learning_rates(args.lrs)
+    args.tasks, args.methods, args.shots, args.seeds = list(TASKS), ENTRIES, [1, 5, 10], [0, 1, 2]
     rows = selected(ResultsLog(results, setting_of(args)), args)
     # An entry the host's search has not chosen a rate for would fall back to its class's default, a rate chosen on
     # another host: such rows do not belong in a comparison of hosts.
