@@ -12,6 +12,7 @@ from app.settings import DEFAULT_METHOD, DEFAULT_STEPS
 from app.ui import api, compare, evaluation, exchange_tab, labelling, learning_curve, loop_api, projects, review_tab, \
     tuning
 from app.ui.page_text import EXPOSED_WARNING, INTRO, LABEL_HELP
+from app.ui.change_events import OneChangeListener
 from app.ui.project_view import refresh_compare, refresh_project, signed_in_line
 from app.ui.signed_in import signed_in
 
@@ -40,7 +41,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # that answer's older list (seen under load: the new project vanished from the picker).
         project = gr.Dropdown(label="Project", choices=first, value=first[0][1] if first else None,
                               elem_id="project", interactive=False)
-        review_tab.build_description(ctx, project, demo)
+        project_changed = OneChangeListener(project)  # every part of the page that follows the project adds to it
+        review_tab.build_description(ctx, project, project_changed, demo)
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Project and classes", id="projects"):
                 example_button = review_tab.build_example_button(ctx, project, status)
@@ -104,7 +106,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     pre_source = gr.Radio(["zero-shot", "latest prompt"], value="zero-shot", label="Pre-annotate with")
                     pre_threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
                     pre_button = gr.Button("Pre-annotate", elem_id="preannotate")
-            review_tab.build_review_tab(ctx, project, status)
+            review_tab.build_review_tab(ctx, project, project_changed, status)
             with gr.Tab("3 · Tune", id="tune"):
                 with gr.Row():
                     method = gr.Dropdown(label="Method", choices=tuning.method_choices(ctx.models.detector.host),
@@ -193,7 +195,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # ---- wiring: project level ----
         compare_outputs = [prompt_pick, compare_image, cam_class]
         project_outputs = [classes_table, class_pick, annotator, image_pick, job_pick, sharing, *compare_outputs]
-        project.change(signed_in(ctx, refresh_project), [project], project_outputs)
+        project_changed.add(refresh_project, [project], project_outputs)
+        project_changed.bind(ctx, api_visibility="private")
 
         def on_create(ctx, name):
             new_id, message = projects.create_project(ctx, name)

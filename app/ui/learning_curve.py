@@ -62,7 +62,9 @@ def figure(found: list[dict]):
 
 
 def build(ctx: AppContext, project, timer) -> None:
-    """Call inside the Tune tab: two plots and a table, refreshed when a job adds a point."""
+    """Call inside the Tune tab: two plots and a table, refreshed by the tab's timer when a job adds a point or another
+    project is chosen. Not by the project picker's change listener: drawing the plot there would hold the new
+    project's whole refresh back, and widen the window in which an older refresh lands after a newer one."""
     gr.Markdown("### Learning curve: each new prompt scored on the held-out images\n"
                 "Blue: the prompt, each class answered by the model its route names (5 · Evaluate lists the routes); "
                 "dashed: the zero-shot model on the same images. The held-out images also chose the routes and the "
@@ -77,5 +79,4 @@ def build(ctx: AppContext, project, timer) -> None:
             return gr.skip(), gr.skip(), gr.skip()
         return figure(found), frame(found), found
     outputs = [plot, table, shown]
-    project.change(signed_in(ctx, refresh), [project, gr.State(None)], outputs, api_visibility="private")
     timer.tick(signed_in(ctx, refresh), [project, shown], outputs, api_visibility="private", show_progress="hidden")

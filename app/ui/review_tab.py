@@ -50,14 +50,15 @@ def build_example_button(ctx: AppContext, project, status) -> gr.Button:
     return button
 
 
-def build_description(ctx: AppContext, project, demo) -> None:
+def build_description(ctx: AppContext, project, project_changed, demo) -> None:
     shown = gr.Markdown("", elem_id="project-description")
-    project.change(signed_in(ctx, description_markdown), [project], [shown], **PRIVATE)
+    project_changed.add(description_markdown, [project], [shown])
     demo.load(signed_in(ctx, description_markdown), [project], [shown], **PRIVATE)
 
 
-def build_review_tab(ctx: AppContext, project, status) -> None:
-    """Call inside `with gr.Tabs()`."""
+def build_review_tab(ctx: AppContext, project, project_changed, status) -> None:
+    """Call inside `with gr.Tabs()`. What the tab shows for a newly chosen project goes through `project_changed`
+    (app/ui/change_events.py)."""
     with gr.Tab("2b · Review", id="review"):
         counts = gr.Markdown("", elem_id="review-counts")
         with gr.Row():
@@ -93,7 +94,7 @@ def build_review_tab(ctx: AppContext, project, status) -> None:
             labels, colours = [], []
         return (review.counts_markdown(ctx, project_id), None, None, -1, "No image open: press **Next to review "
                 "(R)**.", image_annotator(value=None, label_list=labels, label_colors=colours))
-    project.change(signed_in(ctx, on_project), [project], [counts, job, image, revision, info, editor], **PRIVATE)
+    project_changed.add(on_project, [project], [counts, job, image, revision, info, editor])
 
     def on_start(ctx, project_id, chosen, score):
         job_id, message = review.start_preannotate(ctx, project_id, chosen, score)

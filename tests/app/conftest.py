@@ -93,7 +93,9 @@ def served_app(tmp_path, ui_models, database_url):
     demo, context, worker = build_app(settings, models=ui_models)
     options = launch_options(settings, context)
     demo.launch(prevent_thread_lock=True, quiet=True, **options)
+    browser_helpers.SERVED.append(demo)
     yield f"http://127.0.0.1:{settings.port}/", context, worker
+    browser_helpers.SERVED.remove(demo)
     worker.stop()
     demo.close()
     context.database.engine.dispose()
@@ -118,7 +120,9 @@ def glip_app(tmp_path, glip_models, database_url):
     settings.model = GLIP_TINY_RANDOM
     demo, context, worker = build_app(settings, models=glip_models)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
+    browser_helpers.SERVED.append(demo)
     yield f"http://127.0.0.1:{settings.port}/", context, worker
+    browser_helpers.SERVED.remove(demo)
     worker.stop()
     demo.close()
     context.database.engine.dispose()
@@ -137,7 +141,9 @@ def team_app(tmp_path, ui_models, database_url):
     settings.users = parse_pairs([f"{name}:{password}" for name, password in TEAM.items()], "test")
     demo, context, worker = build_app(settings, models=ui_models)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
+    browser_helpers.SERVED.append(demo)
     yield f"http://127.0.0.1:{settings.port}/", context, worker
+    browser_helpers.SERVED.remove(demo)
     worker.stop()
     demo.close()
     context.database.engine.dispose()
@@ -158,4 +164,6 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    return browser.new_page(viewport={"width": 1280, "height": 1400})
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    browser_helpers.watch(page)
+    return page

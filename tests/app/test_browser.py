@@ -29,9 +29,14 @@ def first_use(app, page, tmp_path, prefix: str):
     page.locator("#new-project textarea, #new-project input").first.fill("Blood cells")
     page.locator("#create-project").click()
     wait_for_status(page, "created project 'Blood cells'")
+    # The new project's refresh is still on its way. The annotator takes its class list from whichever answer lands
+    # last, so a box drawn before the refresh and the class's own answer have both landed can get no class (the page
+    # then refuses it and says which classes to pick). A person typing a class name is slower than that refresh.
+    wait_for_idle(page)
     page.locator("#new-classes textarea, #new-classes input").first.fill("red cell")
     page.locator("#add-classes").click()
     wait_for_status(page, "added 'red cell'")
+    wait_for_idle(page)
     shot(page, prefix + "02-project-and-classes")
 
     page.get_by_role("tab", name="2 · Label images").click()

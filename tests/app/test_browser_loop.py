@@ -6,6 +6,7 @@ import pytest
 from app import store, suggestions
 from app.settings import SHIPPED_MODEL
 from tests.app.conftest import make_settings
+from tests.app import browser_helpers
 from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
 
 STEPS = 4
@@ -23,7 +24,9 @@ def loop_app(tmp_path):
     models = ModelService(detector=load_detector(str(SHIPPED_MODEL), device="cpu"), note="Model: sdpt-small.")
     demo, context, worker = build_app(settings, models=models)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
+    browser_helpers.SERVED.append(demo)
     yield f"http://127.0.0.1:{settings.port}/", context, worker
+    browser_helpers.SERVED.remove(demo)
     worker.stop()
     demo.close()
 
