@@ -23,7 +23,7 @@ def watch(page) -> None:
     import time
 
     start = time.monotonic()
-    events = _EVENTS.setdefault(id(page), [])
+    events = _EVENTS[id(page)] = []  # a fresh list: a new page can reuse a closed page's id
 
     def note(text: str) -> None:
         events.append(f"{time.monotonic() - start:6.1f}s {text}")
