@@ -31,6 +31,7 @@ def refresh_project(ctx, project_id, image_id=None):
             gr.Dropdown(choices=jobs, value=jobs[0][1] if jobs else None),
             projects.sharing_summary(ctx, project_id), *refresh_compare(ctx, project_id))
 
+
 def refresh_compare(ctx, project_id, image_id=None):
     prompts = compare.prompt_choices(ctx, project_id)
     images = labelling.image_choices(ctx, project_id)
