@@ -7,6 +7,7 @@ does). Without that variable the PostgreSQL runs are skipped, except under CI, w
 import os
 import socket
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,6 +26,24 @@ def make_settings(root, worker: bool = False, database_url: str | None = None) -
                         model="tiny-random", port=free_port(), worker=worker)
     settings.ensure_dirs()
     return settings
+
+
+@contextmanager
+def serve(settings: Settings, models):
+    """(url, context, worker) of the whole app with an in-process worker on `settings.port`, registered for the
+    browser helpers' failure reports while it runs, and shut down afterwards."""
+    from app.server import build_app, launch_options
+
+    demo, context, worker = build_app(settings, models=models)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
+    browser_helpers.SERVED.append(demo)
+    try:
+        yield f"http://127.0.0.1:{settings.port}/", context, worker
+    finally:
+        browser_helpers.SERVED.remove(demo)
+        worker.stop()
+        demo.close()
+        context.database.engine.dispose()
 
 
 def pytest_generate_tests(metafunc):
@@ -87,18 +106,8 @@ def ui_models():
 @pytest.fixture
 def served_app(tmp_path, ui_models, database_url):
     """(url, context, worker): the whole app with an in-process worker, on a free loopback port."""
-    from app.server import build_app, launch_options
-
-    settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
-    demo, context, worker = build_app(settings, models=ui_models)
-    options = launch_options(settings, context)
-    demo.launch(prevent_thread_lock=True, quiet=True, **options)
-    browser_helpers.SERVED.append(demo)
-    yield f"http://127.0.0.1:{settings.port}/", context, worker
-    browser_helpers.SERVED.remove(demo)
-    worker.stop()
-    demo.close()
-    context.database.engine.dispose()
+    with serve(make_settings(tmp_path / "data", worker=True, database_url=database_url), ui_models) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -113,19 +122,12 @@ def glip_models():
 @pytest.fixture
 def glip_app(tmp_path, glip_models, database_url):
     """(url, context, worker): the whole app serving GLIP, with an in-process worker."""
-    from app.server import build_app, launch_options
     from sdpt.detector import GLIP_TINY_RANDOM
 
     settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
     settings.model = GLIP_TINY_RANDOM
-    demo, context, worker = build_app(settings, models=glip_models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
-    browser_helpers.SERVED.append(demo)
-    yield f"http://127.0.0.1:{settings.port}/", context, worker
-    browser_helpers.SERVED.remove(demo)
-    worker.stop()
-    demo.close()
-    context.database.engine.dispose()
+    with serve(settings, glip_models) as served:
+        yield served
 
 
 TEAM = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
@@ -135,18 +137,11 @@ TEAM = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}
 def team_app(tmp_path, ui_models, database_url):
     """(url, context, worker): the whole app with sign-in for alice, bob and carol (passwords in TEAM)."""
     from app.auth import parse_pairs
-    from app.server import build_app, launch_options
 
     settings = make_settings(tmp_path / "data", worker=True, database_url=database_url)
     settings.users = parse_pairs([f"{name}:{password}" for name, password in TEAM.items()], "test")
-    demo, context, worker = build_app(settings, models=ui_models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
-    browser_helpers.SERVED.append(demo)
-    yield f"http://127.0.0.1:{settings.port}/", context, worker
-    browser_helpers.SERVED.remove(demo)
-    worker.stop()
-    demo.close()
-    context.database.engine.dispose()
+    with serve(settings, ui_models) as served:
+        yield served
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ import pytest
 
 from app import store, suggestions
 from app.settings import SHIPPED_MODEL
-from tests.app.conftest import make_settings
-from tests.app import browser_helpers
+from tests.app.conftest import make_settings, serve
 from tests.app.browser_helpers import pytestmark, shot, wait_for_status  # noqa: F401 (skip mark)
 
 STEPS = 4
@@ -16,19 +15,13 @@ STEPS = 4
 def loop_app(tmp_path):
     """(url, context, worker): the app on the shipped small model, with its worker process."""
     from app.models_service import ModelService
-    from app.server import build_app, launch_options
     from sdpt.detector import load_detector
 
     settings = make_settings(tmp_path / "data", worker=True)
     settings.model = str(SHIPPED_MODEL)
     models = ModelService(detector=load_detector(str(SHIPPED_MODEL), device="cpu"), note="Model: sdpt-small.")
-    demo, context, worker = build_app(settings, models=models)
-    demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings, context))
-    browser_helpers.SERVED.append(demo)
-    yield f"http://127.0.0.1:{settings.port}/", context, worker
-    browser_helpers.SERVED.remove(demo)
-    worker.stop()
-    demo.close()
+    with serve(settings, models) as served:
+        yield served
 
 
 def _wait_job_done(page, context, project_id, count):
